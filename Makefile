@@ -1,0 +1,40 @@
+# medxfer: `make demo` runs the main job on embedded data, `make test` runs the suite.
+# Both create .venv on first use (python3.11, pinned requirements, `pip install -e .`).
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= demo_output
+
+.PHONY: demo test bench lint format clean-demo help
+
+help:
+	@echo "make demo   - generate embedded data, train/evaluate/infer the chest X-ray bundle (CPU, < 5 min)"
+	@echo "make test   - run the test suite"
+	@echo "make bench  - run the benchmarks under benchmarks/"
+	@echo "make lint   - ruff check;  make format - ruff format"
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m common demo --output-dir $(DEMO_DIR)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/train_overhead.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check common tests benchmarks
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format common tests benchmarks
+
+clean-demo:
+	rm -rf $(DEMO_DIR)

@@ -1,0 +1,9 @@
+"""Handlers and metrics that plug medxfer into MONAI's ignite engines."""
+
+from __future__ import annotations
+
+from common.engines.auc_metric import MultilabelAUC
+from common.engines.collect import PredictionCollector, ProbabilityCSVWriter
+from common.engines.report import ClassificationReportHandler
+
+__all__ = ["ClassificationReportHandler", "MultilabelAUC", "PredictionCollector", "ProbabilityCSVWriter"]

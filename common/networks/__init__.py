@@ -1,0 +1,27 @@
+"""Backbones, their head and layer registry, and pretrained weight transfer."""
+
+from __future__ import annotations
+
+from common.networks.factory import build_classifier
+from common.networks.registry import ARCHITECTURES, ArchSpec, get_arch
+from common.networks.weights import (
+    TransferReport,
+    imagenet_weights_file,
+    load_pretrained,
+    read_state_dict,
+    require_checkpoint,
+    resolve_state_dict,
+)
+
+__all__ = [
+    "ARCHITECTURES",
+    "ArchSpec",
+    "TransferReport",
+    "build_classifier",
+    "get_arch",
+    "imagenet_weights_file",
+    "load_pretrained",
+    "read_state_dict",
+    "require_checkpoint",
+    "resolve_state_dict",
+]

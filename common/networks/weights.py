@@ -1,0 +1,182 @@
+"""Weight sources for the ``pretrained`` key and by-name transfer with a report.
+
+Sources (DESIGN.md 4.4):
+    ``"none"``: keep the random initialisation.
+    ``"imagenet"``: torchvision's ImageNet-1k file for the architecture, read from the local torch hub
+        cache (``$TORCH_HOME/hub/checkpoints``); medxfer never downloads, so a missing file raises an
+        error naming the exact file and folder.
+    a path to a ``.pt`` / ``.pth`` / ``.safetensors`` state dict (optionally wrapped in ``{"model": ...}``
+        or ``{"state_dict": ...}``, ``module.`` prefixes from DistributedDataParallel removed).
+    ``"bundle:<path>"``: another bundle's ``models/model.pt`` (e.g. the stage-2 checkpoint).
+
+Files are read with ``torch.load(weights_only=True)``: a checkpoint from another site cannot run code.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from common.errors import WeightsError
+from common.networks.registry import get_arch
+
+__all__ = [
+    "TransferReport",
+    "imagenet_weights_file",
+    "load_pretrained",
+    "read_state_dict",
+    "require_checkpoint",
+    "resolve_state_dict",
+]
+
+logger = logging.getLogger(__name__)
+
+# Old torchvision DenseNet files name layers "norm.1" where the module is "norm1" (same fix torchvision applies).
+_DENSENET_OLD_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+_IGNORABLE_MISSING = ("num_batches_tracked",)
+
+
+@dataclass
+class TransferReport:
+    """What a by-name transfer did: keys loaded, left at init (missing), skipped for shape, unused."""
+
+    source: str
+    loaded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    mismatched: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One readable line with the counts and the first few keys of each kind."""
+
+        def few(keys: list[str]) -> str:
+            return ", ".join(keys[:4]) + (" ..." if len(keys) > 4 else "")
+
+        parts = [f"loaded {len(self.loaded)} tensors from {self.source}"]
+        for label, keys in (("missing", self.missing), ("shape-mismatched", self.mismatched)):
+            if keys:
+                parts.append(f"{label} {len(keys)} ({few(keys)})")
+        if self.unexpected:
+            parts.append(f"unused {len(self.unexpected)} ({few(self.unexpected)})")
+        return "; ".join(parts)
+
+
+def imagenet_weights_file(arch: str) -> Path:
+    """Return the torch hub cache path where torchvision keeps ``arch``'s ImageNet-1k file."""
+    url = get_arch(arch).imagenet_weights.url
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a state dict from ``.pt``/``.pth``/``.safetensors`` safely (``weights_only=True``)."""
+    file = Path(path)
+    if not file.is_file():
+        raise WeightsError(f"weights file not found: {file}")
+    try:
+        if file.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(file))
+        else:
+            state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any reader failure becomes one typed, named error
+        raise WeightsError(f"cannot read weights from {file}: {err}") from err
+    for wrapper in ("state_dict", "model", "network"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(f"{file} does not hold a state dict of tensors (found {type(state).__name__})")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def resolve_state_dict(source: str, arch: str) -> dict[str, torch.Tensor] | None:
+    """Turn a ``pretrained`` value into a state dict (``None`` for ``"none"``)."""
+    if source in ("none", "", None):
+        return None
+    if source == "imagenet":
+        file = imagenet_weights_file(arch)
+        if not file.is_file():
+            enum = get_arch(arch).imagenet_weights
+            raise WeightsError(
+                f"ImageNet weights for {arch} not found: expected {file}. medxfer never downloads. Copy "
+                f"{file.name} into {file.parent} (or point TORCH_HOME at a folder with hub/checkpoints/{file.name}); "
+                f"on a machine with internet, `python -c \"import torchvision; torchvision.models.{arch}("
+                f"weights='{enum.name}')\"` fetches it into that cache. Or set pretrained to 'none' or a file."
+            )
+        state = read_state_dict(file)
+        if arch == "densenet121":
+            state = {_DENSENET_OLD_KEY.sub(r"\1\2", k): v for k, v in state.items()}
+        return state
+    if source.startswith("bundle:"):
+        return read_state_dict(Path(source.removeprefix("bundle:")) / "models" / "model.pt")
+    return read_state_dict(source)
+
+
+def load_pretrained(network: nn.Module, pretrained: str, arch: str, head: str | None = None) -> TransferReport:
+    """Load ``pretrained`` into ``network`` by parameter name and report what happened.
+
+    Only keys under ``head`` (default: the architecture's classifier head) may be missing or differ in
+    shape: the head is the task-specific layer. Anything else missing, mismatched or a source that
+    leaves most of the network untouched raises, so weights are never dropped silently.
+
+    Args:
+        network: the model built by :func:`common.networks.build_classifier`.
+        pretrained: the weight source (see module docstring).
+        arch: architecture name, used for the ImageNet file and key fixes.
+        head: dotted module name of the head; defaults to the registry's head for ``arch``.
+
+    Returns:
+        The :class:`TransferReport` (also logged).
+
+    Raises:
+        WeightsError: missing file or keys outside the head that do not transfer.
+    """
+    state = resolve_state_dict(pretrained, arch)
+    report = TransferReport(source=str(pretrained))
+    if state is None:
+        logger.info("pretrained='none': %s keeps its random initialisation", arch)
+        return report
+    head = head if head is not None else get_arch(arch).head
+    if isinstance(network, nn.DataParallel | nn.parallel.DistributedDataParallel):
+        network = network.module
+    target = network.state_dict()
+    to_load: dict[str, torch.Tensor] = {}
+    for key, value in target.items():
+        if key not in state:
+            report.missing.append(key)
+        elif state[key].shape != value.shape:
+            report.mismatched.append(key)
+        else:
+            to_load[key] = state[key]
+            report.loaded.append(key)
+    report.unexpected = [k for k in state if k not in target]
+
+    def outside_head(keys: list[str]) -> list[str]:
+        return [k for k in keys if not k.startswith(head + ".") and not k.endswith(_IGNORABLE_MISSING)]
+
+    bad = outside_head(report.missing) + outside_head(report.mismatched)
+    if bad:
+        raise WeightsError(
+            f"weights from {pretrained} do not fit {arch} outside the head {head!r}: {len(bad)} tensors would "
+            f"stay untrained ({', '.join(bad[:5])} ...); {report.summary()}"
+        )
+    network.load_state_dict(to_load, strict=False)
+    logger.info("pretrained: %s", report.summary())
+    return report
+
+
+def require_checkpoint(path: str | os.PathLike) -> Path:
+    """Return ``path`` if the trained checkpoint exists, else raise ``WeightsError`` saying how to make it."""
+    file = Path(path)
+    if not file.is_file():
+        raise WeightsError(
+            f"trained model not found: {file}; train the bundle first (configs/train.json writes "
+            f"models/model.pt) or copy a trained models/model.pt into the bundle"
+        )
+    return file

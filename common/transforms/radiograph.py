@@ -1,0 +1,177 @@
+"""Load a radiograph (PNG 8/16-bit or DICOM) as a single-channel float image in [0, 1].
+
+DICOM handling follows PS3.3 C.11: modality LUT (rescale slope/intercept), then the VOI LUT sequence or
+the first window centre/width, then MONOCHROME1 inversion so that bright always means dense. Without a
+VOI transform the stored values are scaled by the bit depth (``BitsStored``), or by the image range when
+a rescale changed the units. PNGs are scaled by their bit depth; RGB(A) and palette PNGs become grey.
+
+We read files ourselves instead of MONAI's ``LoadImage`` because ``LoadImage`` neither applies VOI/
+MONOCHROME1 handling nor names the file and the problem when a file is corrupt; the output is a MONAI
+``MetaTensor`` with the usual ``filename_or_obj`` meta so it composes with MONAI transforms.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Hashable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import MapTransform, Transform
+from PIL import Image, UnidentifiedImageError
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+from common.errors import DataError
+
+__all__ = ["read_radiograph", "LoadRadiograph", "LoadRadiographd", "DICOM_DECODER_HINT"]
+
+DICOM_DECODER_HINT = "pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg (or python-gdcm)"
+_PNG_SCALE = {"1": 1.0, "L": 255.0, "P": 255.0, "I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0}
+
+
+def _is_dicom(path: Path) -> bool:
+    if path.suffix.lower() in {".dcm", ".dicom"}:
+        return True
+    with open(path, "rb") as handle:
+        handle.seek(128)
+        return handle.read(4) == b"DICM"
+
+
+def _scale_unit(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    if high <= low:
+        return np.zeros_like(values, dtype=np.float32)
+    return np.clip((values - low) / (high - low), 0.0, 1.0).astype(np.float32)
+
+
+def _dicom_pixels(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+    try:
+        ds = pydicom.dcmread(path)
+    except (InvalidDicomError, EOFError, OSError, ValueError) as err:
+        raise DataError(f"{path}: not a readable DICOM file ({err})") from err
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    try:
+        stored = ds.pixel_array
+    except AttributeError as err:
+        raise DataError(f"{path}: DICOM has no pixel data (PixelData element missing)") from err
+    except (NotImplementedError, RuntimeError) as err:
+        name = getattr(syntax, "name", syntax)
+        raise DataError(
+            f"{path}: cannot decode pixel data with transfer syntax {name} ({syntax}); "
+            f"install a decoder: {DICOM_DECODER_HINT}"
+        ) from err
+    except (ValueError, EOFError) as err:
+        raise DataError(f"{path}: corrupt DICOM pixel data ({err})") from err
+    if stored.ndim != 2:
+        raise DataError(f"{path}: expected one 2-D grey frame, found pixel array of shape {tuple(stored.shape)}")
+    values = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
+    if "VOILUTSequence" in ds:
+        values = np.asarray(apply_voi_lut(values, ds), dtype=np.float64)
+        bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
+        image = _scale_unit(values, 0.0, float(2**bits - 1))
+        voi = "VOI LUT sequence"
+    elif "WindowCenter" in ds and "WindowWidth" in ds:
+        center = float(np.atleast_1d(ds.WindowCenter)[0])
+        width = max(float(np.atleast_1d(ds.WindowWidth)[0]), 1.0)
+        # PS3.3 C.11.2.1.2.1 linear window, mapped onto [0, 1].
+        image = _scale_unit(values, center - 0.5 - (width - 1) / 2, center - 0.5 + (width - 1) / 2)
+        voi = f"window {center:g}/{width:g}"
+    elif float(getattr(ds, "RescaleSlope", 1)) == 1 and float(getattr(ds, "RescaleIntercept", 0)) == 0:
+        bits = int(getattr(ds, "BitsStored", 8 * stored.dtype.itemsize))
+        image = _scale_unit(values, 0.0, float(2**bits - 1))
+        voi = f"bit depth {bits}"
+    else:
+        image = _scale_unit(values, float(values.min()), float(values.max()))
+        voi = "image range"
+    photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2"))
+    if photometric == "MONOCHROME1":
+        image = 1.0 - image
+    meta = {"format": "DICOM", "photometric": photometric, "voi": voi, "modality": str(getattr(ds, "Modality", ""))}
+    return image, meta
+
+
+def _png_pixels(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+    try:
+        with Image.open(path) as img:
+            img.load()
+            mode = img.mode
+            if mode not in _PNG_SCALE and mode not in {"I", "F"}:
+                img = img.convert("L")
+            values = np.asarray(img)
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise DataError(f"{path}: not a readable image file ({err})") from err
+    if mode in {"I", "F"}:
+        # 32-bit integer or float PNG/TIFF: no fixed bit depth, scale by the image range.
+        image = _scale_unit(values.astype(np.float64), float(np.nanmin(values)), float(np.nanmax(values)))
+    else:
+        image = (values.astype(np.float32) / _PNG_SCALE.get(mode if mode in _PNG_SCALE else "L", 255.0)).astype(
+            np.float32
+        )
+    if image.ndim != 2:
+        raise DataError(f"{path}: expected a 2-D grey image, found shape {tuple(image.shape)}")
+    return image, {"format": "PNG", "mode": mode}
+
+
+def read_radiograph(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:
+    """Read a PNG/JPEG/DICOM radiograph as a ``(H, W)`` float32 array in [0, 1] plus a meta dict.
+
+    Args:
+        path: image file; DICOM is recognised by a ``.dcm`` suffix or the ``DICM`` preamble.
+
+    Returns:
+        ``(image, meta)``; bright means dense (MONOCHROME1 inverted).
+
+    Raises:
+        DataError: the file is missing, corrupt, not 2-D, undecodable (the message names the transfer
+            syntax and the package that adds the decoder) or contains NaN/inf.
+
+    Example:
+        >>> image, meta = read_radiograph("images/00000001_000.png")  # doctest: +SKIP
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise DataError(f"{file}: image file not found")
+    image, meta = _dicom_pixels(file) if _is_dicom(file) else _png_pixels(file)
+    if image.size == 0:
+        raise DataError(f"{file}: image is empty (shape {tuple(image.shape)})")
+    if not np.isfinite(image).all():
+        raise DataError(f"{file}: image contains NaN or infinite pixel values")
+    meta["filename_or_obj"] = str(file)
+    meta["spatial_shape"] = np.asarray(image.shape)
+    return image, meta
+
+
+class LoadRadiograph(Transform):
+    """Array transform: path -> ``MetaTensor`` of shape ``(1, H, W)``, float32 in [0, 1].
+
+    Example:
+        >>> LoadRadiograph()("chest.dcm").shape  # doctest: +SKIP
+        torch.Size([1, 1841, 1955])
+    """
+
+    backend = [torch.Tensor]
+
+    def __call__(self, path: str | os.PathLike) -> MetaTensor:
+        image, meta = read_radiograph(path)
+        return MetaTensor(torch.from_numpy(np.ascontiguousarray(image))[None], meta=meta)
+
+
+class LoadRadiographd(MapTransform):
+    """Dictionary twin of :class:`LoadRadiograph`: replaces each key's path with the loaded image."""
+
+    backend = LoadRadiograph.backend
+
+    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.loader = LoadRadiograph()
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.loader(d[key])
+        return d

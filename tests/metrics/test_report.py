@@ -1,0 +1,88 @@
+"""Tests of common.metrics.report: the four report files, the Markdown table and the atomic folder swap."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from common.errors import DataError
+from common.metrics import compute_classification_metrics, format_metrics_table, report, write_classification_report
+
+NAN = np.nan
+NAMES = ["Atelectasis", "Effusion", "Hernia"]
+# Hernia has only negative known labels, so its AUC is undefined.
+Y_TRUE = np.array([[0, 1, 0], [0, NAN, 0], [1, 0, NAN], [1, 1, 0], [0, 0, 0], [1, NAN, 0]])
+Y_PROB = np.array(
+    [[0.1, 0.7, 0.2], [0.4, 0.2, 0.1], [0.35, 0.3, 0.6], [0.8, 0.7, 0.3], [0.6, 0.7, 0.1], [0.9, 0.5, 0.4]]
+)
+FILES = ["confusion_matrices.png", "metrics.json", "report.md", "roc_curves.png"]
+
+
+@pytest.fixture
+def metrics() -> dict:
+    return compute_classification_metrics(Y_TRUE, Y_PROB, NAMES, thresholds=[0.8, 0.7, 0.5], n_boot=100)
+
+
+def _refuse_constant(constant: str) -> None:
+    raise ValueError(f"non-JSON constant {constant}")
+
+
+def test_report_writes_all_files(tmp_path: Path, metrics: dict) -> None:
+    out = write_classification_report(metrics, tmp_path / "eval", Y_TRUE, Y_PROB, title="Test set")
+    assert out == tmp_path / "eval"
+    assert sorted(p.name for p in out.iterdir()) == FILES
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval"]
+    for png in ("roc_curves.png", "confusion_matrices.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = json.loads((out / "metrics.json").read_text(), parse_constant=_refuse_constant)
+    assert saved == metrics
+
+
+def test_report_markdown_lists_every_class(tmp_path: Path, metrics: dict) -> None:
+    out = write_classification_report(metrics, tmp_path / "eval", Y_TRUE, Y_PROB, title="Test set")
+    text = (out / "report.md").read_text()
+    assert text.startswith("# Test set\n")
+    for name in NAMES:
+        assert f"| {name} |" in text
+    assert "| Hernia | n/a (one label value) |" in text
+    assert "excluded from the mean): Hernia" in text
+    assert "- Images: 6" in text and "- Thresholds: validation" in text
+
+
+def test_format_metrics_table_rows(metrics: dict) -> None:
+    lines = format_metrics_table(metrics).splitlines()
+    ci = metrics["per_class"][0]["auc_ci"]
+    # Atelectasis: AUC 7/9, prevalence 1/2, F1 2/3 at 0.5 and 0.8 at its threshold 0.8 (see test_classification).
+    assert lines[2] == f"| Atelectasis | 0.778 [{ci[0]:.3f}, {ci[1]:.3f}] | 0.500 | 0.667 | 0.800 | 0.800 |"
+    assert sum(line.startswith("| @ ") for line in lines) == 2
+    assert "- Mean AUC over 2 classes [95% CI]: 0.764" in "\n".join(lines)
+
+
+@pytest.mark.parametrize("failing", ["plot_confusion_matrices", "plot_roc_curves"], ids=["confusion", "roc"])
+def test_failed_write_leaves_previous_report(
+    tmp_path: Path, metrics: dict, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    out = tmp_path / "eval"
+    out.mkdir()
+    (out / "metrics.json").write_text('{"old": true}\n')
+    (out / "notes.txt").write_text("keep me")
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(report, failing, broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_classification_report(metrics, out, Y_TRUE, Y_PROB)
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "notes.txt"]
+    assert (out / "metrics.json").read_text() == '{"old": true}\n'
+    assert (out / "notes.txt").read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval"]
+
+
+def test_report_rejects_arrays_not_matching_metrics(tmp_path: Path, metrics: dict) -> None:
+    with pytest.raises(DataError, match=r"shape \(6, 3\); found \(5, 3\)"):
+        write_classification_report(metrics, tmp_path / "eval", Y_TRUE[:5], Y_PROB[:5])
+    assert not (tmp_path / "eval").exists()
