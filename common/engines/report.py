@@ -11,8 +11,12 @@ from ignite.engine import Engine
 
 from common.engines.collect import PredictionCollector
 from common.errors import DataError
-from common.metrics import choose_thresholds, compute_classification_metrics, format_metrics_table
-from common.metrics import write_classification_report
+from common.metrics import (
+    choose_thresholds,
+    compute_classification_metrics,
+    format_metrics_table,
+    write_classification_report,
+)
 
 __all__ = ["ClassificationReportHandler"]
 

@@ -38,7 +38,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # Old torchvision DenseNet files name layers "norm.1" where the module is "norm1" (same fix torchvision applies).
-_DENSENET_OLD_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+_DENSENET_OLD_KEY = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
+)
 _IGNORABLE_MISSING = ("num_batches_tracked",)
 
 

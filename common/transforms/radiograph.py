@@ -49,6 +49,12 @@ def _scale_unit(values: np.ndarray, low: float, high: float) -> np.ndarray:
     return np.clip((values - low) / (high - low), 0.0, 1.0).astype(np.float32)
 
 
+def _check_finite(values: np.ndarray, path: Path) -> None:
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        bad = int((~np.isfinite(values)).sum())
+        raise DataError(f"{path}: image contains NaN or infinite pixel values ({bad} pixels)")
+
+
 def _dicom_pixels(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     try:
         ds = pydicom.dcmread(path)
@@ -69,6 +75,7 @@ def _dicom_pixels(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
         raise DataError(f"{path}: corrupt DICOM pixel data ({err})") from err
     if stored.ndim != 2:
         raise DataError(f"{path}: expected one 2-D grey frame, found pixel array of shape {tuple(stored.shape)}")
+    _check_finite(stored, path)
     values = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
     if "VOILUTSequence" in ds:
         values = np.asarray(apply_voi_lut(values, ds), dtype=np.float64)
@@ -105,6 +112,7 @@ def _png_pixels(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
             values = np.asarray(img)
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise DataError(f"{path}: not a readable image file ({err})") from err
+    _check_finite(values, path)
     if mode in {"I", "F"}:
         # 32-bit integer or float PNG/TIFF: no fixed bit depth, scale by the image range.
         image = _scale_unit(values.astype(np.float64), float(np.nanmin(values)), float(np.nanmax(values)))
@@ -139,8 +147,7 @@ def read_radiograph(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]
     image, meta = _dicom_pixels(file) if _is_dicom(file) else _png_pixels(file)
     if image.size == 0:
         raise DataError(f"{file}: image is empty (shape {tuple(image.shape)})")
-    if not np.isfinite(image).all():
-        raise DataError(f"{file}: image contains NaN or infinite pixel values")
+    _check_finite(image, file)
     meta["filename_or_obj"] = str(file)
     meta["spatial_shape"] = np.asarray(image.shape)
     return image, meta

@@ -1,0 +1,104 @@
+"""``python -m common <command>``: prepare datasets, generate embedded data, run the demo.
+
+Every command has ``--help``. A user error (bad data, bad config, missing weights) prints one readable
+line to stderr and exits with status 2; it is not shown as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from common.errors import MedxferError
+
+__all__ = ["build_parser", "main"]
+
+logger = logging.getLogger("common.cli")
+
+
+def _prepare_chestxray14(args: argparse.Namespace) -> None:
+    from common.data import CHESTXRAY14_FINDINGS, load_chestxray14_datalist, summarise_datalist
+    from common.io import atomic_write_json
+
+    datalist = load_chestxray14_datalist(
+        args.dataset_dir, val_fraction=args.val_fraction, seed=args.seed, check_images=not args.no_check_images
+    )
+    atomic_write_json(args.output, datalist)
+    sys.stdout.write(f"wrote {args.output}\n{summarise_datalist(datalist, CHESTXRAY14_FINDINGS)}\n")
+
+
+def _prepare_chestmnist(args: argparse.Namespace) -> None:
+    from common.data import CHESTXRAY14_FINDINGS, load_chestmnist_datalist, summarise_datalist
+    from common.io import atomic_write_json
+
+    output = Path(args.output)
+    datalist = load_chestmnist_datalist(args.npz, output.parent)
+    atomic_write_json(output, datalist)
+    sys.stdout.write(f"wrote {output} (images under {output.parent / 'images'})\n"
+                     f"{summarise_datalist(datalist, CHESTXRAY14_FINDINGS)}\n")
+
+
+def _generate_chestxray14(args: argparse.Namespace) -> None:
+    from common.data import generate_chestxray14
+
+    root = generate_chestxray14(args.output_dir, n_patients=args.patients, image_size=args.image_size, seed=args.seed)
+    sys.stdout.write(f"wrote a synthetic ChestX-ray14-layout dataset to {root}\n")
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from common.demo import run_demo
+
+    run_demo(args.output_dir, n_patients=args.patients, image_size=args.image_size, epochs=args.epochs, seed=args.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m common`` argument parser (sub-commands prepare-data, generate-data, demo)."""
+    parser = argparse.ArgumentParser(prog="python -m common", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    prepare = commands.add_parser("prepare-data", help="turn a public dataset's native layout into a datalist JSON")
+    datasets = prepare.add_subparsers(dest="dataset", required=True)
+    cxr = datasets.add_parser("chestxray14", help="NIH ChestX-ray14: Data_Entry_2017.csv + images/ (+ split lists)")
+    cxr.add_argument("--dataset-dir", required=True, type=Path, help="folder holding Data_Entry_2017*.csv, images/")
+    cxr.add_argument("--output", required=True, type=Path, help="datalist JSON to write")
+    cxr.add_argument("--val-fraction", type=float, default=0.1, help="patients of train_val used for validation")
+    cxr.add_argument("--seed", type=int, default=0, help="seed of the patient-wise split")
+    cxr.add_argument("--no-check-images", action="store_true", help="do not verify every image file exists")
+    cxr.set_defaults(func=_prepare_chestxray14)
+    mnist = datasets.add_parser("chestmnist", help="MedMNIST ChestMNIST npz (28/64/128/224 px)")
+    mnist.add_argument("--npz", required=True, type=Path, help="chestmnist.npz or chestmnist_{64,128,224}.npz")
+    mnist.add_argument("--output", required=True, type=Path, help="datalist JSON; PNGs go to images/ beside it")
+    mnist.set_defaults(func=_prepare_chestmnist)
+
+    generate = commands.add_parser("generate-data", help="write synthetic data in a public dataset's layout")
+    gen_sets = generate.add_subparsers(dest="dataset", required=True)
+    gen = gen_sets.add_parser("chestxray14", help="synthetic chest radiographs in the NIH ChestX-ray14 layout")
+    gen.add_argument("--output-dir", required=True, type=Path)
+    gen.add_argument("--patients", type=int, default=200)
+    gen.add_argument("--image-size", type=int, default=128)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.set_defaults(func=_generate_chestxray14)
+
+    demo = commands.add_parser("demo", help="generate embedded data, train, evaluate and infer (CPU, minutes)")
+    demo.add_argument("--output-dir", type=Path, default=Path("demo_output"))
+    demo.add_argument("--patients", type=int, default=320)
+    demo.add_argument("--image-size", type=int, default=64)
+    demo.add_argument("--epochs", type=int, default=8)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run the command; returns the process exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        args.func(args)
+    except MedxferError as err:
+        sys.stderr.write(f"error: {err}\n")
+        return 2
+    return 0

@@ -1,0 +1,149 @@
+"""Smoke tests of bundles/chest_xray_classification through MONAI's ConfigWorkflow and bundle checks."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
+
+from common.errors import DataError, WeightsError
+from tests.bundles.conftest import CHEST_BUNDLE, SCHEMA, tiny_overrides
+
+CONFIGS = CHEST_BUNDLE / "configs"
+FINDINGS = json.loads((CONFIGS / "train.json").read_text())["class_names"]
+
+
+def run_workflow(config_files: list[Path], workflow_type: str, **override) -> ConfigWorkflow:
+    workflow = ConfigWorkflow(
+        config_file=[str(f) for f in config_files],
+        meta_file=str(CONFIGS / "metadata.json"),
+        logging_file=str(CONFIGS / "logging.conf"),
+        workflow_type=workflow_type,
+        **override,
+    )
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()
+    return workflow
+
+
+@pytest.fixture(scope="module")
+def trained_bundle(tmp_path_factory: pytest.TempPathFactory, chest_dataset: Path) -> Path:
+    """A copy of the bundle trained for one tiny epoch (models/model.pt written by CheckpointSaver)."""
+    root = tmp_path_factory.mktemp("bundle") / "chest_xray_classification"
+    shutil.copytree(CHEST_BUNDLE, root, ignore=shutil.ignore_patterns("models", "eval", "logs", "predictions"))
+    run_workflow([root / "configs" / "train.json"], "train", **tiny_overrides(root, chest_dataset))
+    return root
+
+
+def test_train_writes_best_checkpoint(trained_bundle: Path) -> None:
+    state = torch.load(trained_bundle / "models" / "model.pt", map_location="cpu", weights_only=True)
+    assert state["classifier.weight"].shape == (14, 1024)
+
+
+def test_train_then_evaluate_writes_report(trained_bundle: Path, chest_dataset: Path) -> None:
+    configs = trained_bundle / "configs"
+    overrides = {**tiny_overrides(trained_bundle, chest_dataset), "n_boot": 50}
+    run_workflow([configs / "train.json", configs / "evaluate.json"], "eval", **overrides)
+    eval_dir = trained_bundle / "eval"
+    assert {p.name for p in eval_dir.iterdir()} >= {"metrics.json", "report.md", "roc_curves.png",
+                                                     "confusion_matrices.png"}
+    metrics = json.loads((eval_dir / "metrics.json").read_text())
+    assert metrics["class_names"] == FINDINGS
+    assert metrics["threshold_source"] == "validation"
+    test_items = json.loads((chest_dataset / "datalist.json").read_text())["test"]
+    assert metrics["n_images"] == len(test_items)
+
+
+def test_inference_writes_one_row_per_image(trained_bundle: Path, chest_dataset: Path, tmp_path: Path) -> None:
+    # A copy holding only configs + models/model.pt, as a bundle shared with another site would be.
+    shared = tmp_path / "copied_bundle"
+    shutil.copytree(trained_bundle / "configs", shared / "configs")
+    shutil.copytree(trained_bundle / "models", shared / "models")
+    images = chest_dataset / "images"
+    run_workflow([shared / "configs" / "inference.json"], "infer", bundle_root=str(shared),
+                 input_dir=str(images), image_size=32, num_workers=0)
+    with open(shared / "predictions" / "predictions.csv", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["image", *FINDINGS]
+    assert len(rows) - 1 == len(list(images.glob("*.png")))
+    assert all(0.0 <= float(v) <= 1.0 for row in rows[1:] for v in row[1:])
+
+
+def test_inference_without_checkpoint_names_the_file(tmp_path: Path, chest_dataset: Path) -> None:
+    shutil.copytree(CONFIGS, tmp_path / "configs")
+    with pytest.raises(WeightsError, match="models/model.pt"):
+        run_workflow([tmp_path / "configs" / "inference.json"], "infer", bundle_root=str(tmp_path),
+                     input_dir=str(chest_dataset / "images"), num_workers=0)
+
+
+def test_missing_datalist_is_a_data_error(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="datalist not found"):
+        run_workflow([CONFIGS / "train.json"], "train", **tiny_overrides(tmp_path, tmp_path))
+
+
+def test_inference_network_def_equals_train() -> None:
+    train = json.loads((CONFIGS / "train.json").read_text())
+    inference = json.loads((CONFIGS / "inference.json").read_text())
+    assert inference["network_def"] == train["network_def"]
+    for key in ("class_names", "arch", "image_size", "imagenet_mean", "imagenet_std"):
+        assert inference[key] == train[key], key
+
+
+def test_metadata_channel_def_lists_the_findings_in_nih_order() -> None:
+    meta = json.loads((CONFIGS / "metadata.json").read_text())
+    channel_def = meta["network_data_format"]["outputs"]["pred"]["channel_def"]
+    assert [channel_def[str(i)] for i in range(14)] == FINDINGS
+
+
+@pytest.mark.skipif(not SCHEMA.is_file(), reason="../shared/monai schema absent (only present beside the repo in CI)")
+def test_verify_metadata(tmp_path: Path) -> None:
+    verify_metadata(meta_file=str(CONFIGS / "metadata.json"), filepath=str(SCHEMA))
+
+
+def test_verify_net_in_out() -> None:
+    verify_net_in_out(net_id="network_def", meta_file=str(CONFIGS / "metadata.json"),
+                      config_file=str(CONFIGS / "inference.json"), device="cpu")
+
+
+def test_ckpt_export_torchscript(trained_bundle: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model.ts"
+    ckpt_export(net_id="network_def", filepath=str(out), ckpt_file=str(trained_bundle / "models" / "model.pt"),
+                meta_file=str(trained_bundle / "configs" / "metadata.json"),
+                config_file=str(trained_bundle / "configs" / "inference.json"),
+                bundle_root=str(trained_bundle), input_shape=[1, 3, 32, 32], use_trace=True)
+    scripted = torch.jit.load(str(out))
+    assert scripted(torch.zeros(1, 3, 32, 32)).shape == (1, 14)
+
+
+@pytest.mark.parametrize("config", ["train.json", "evaluate.json", "inference.json", "multi_gpu_train.json"])
+def test_every_reference_resolves(config: str) -> None:
+    files = [CONFIGS / "train.json"] + ([CONFIGS / config] if config != "train.json" else [])
+    if config == "inference.json":
+        files = [CONFIGS / config]
+    parser = ConfigParser()
+    parser.read_config([str(f) for f in files])
+    config_ids = set()
+
+    def walk(node, prefix: str) -> None:
+        config_ids.add(prefix)
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}#{key}" if prefix else str(key))
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                walk(value, f"{prefix}#{index}" if prefix else str(index))
+
+    walk(parser.get(), "")
+    import re
+
+    refs = set()
+    for text in json.dumps(parser.get()).split('"'):
+        refs.update(re.findall(r"@([\w#]+)", text))
+    missing = sorted(r for r in refs if r not in config_ids)
+    assert not missing, f"{config}: references to undefined ids {missing}"
