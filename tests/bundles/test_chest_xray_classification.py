@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -75,16 +78,38 @@ def test_inference_writes_one_row_per_image(trained_bundle: Path, chest_dataset:
     assert all(0.0 <= float(v) <= 1.0 for row in rows[1:] for v in row[1:])
 
 
+def root_cause(error: BaseException) -> BaseException:
+    """MONAI wraps errors raised inside config expressions; the user-facing one is at the bottom."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return error
+
+
 def test_inference_without_checkpoint_names_the_file(tmp_path: Path, chest_dataset: Path) -> None:
     shutil.copytree(CONFIGS, tmp_path / "configs")
-    with pytest.raises(WeightsError, match="models/model.pt"):
+    with pytest.raises(RuntimeError) as info:
         run_workflow([tmp_path / "configs" / "inference.json"], "infer", bundle_root=str(tmp_path),
                      input_dir=str(chest_dataset / "images"), num_workers=0)
+    assert isinstance(root_cause(info.value), WeightsError)
+    assert "models/model.pt" in str(root_cause(info.value))
 
 
-def test_missing_datalist_is_a_data_error(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="datalist not found"):
-        run_workflow([CONFIGS / "train.json"], "train", **tiny_overrides(tmp_path, tmp_path))
+@pytest.mark.parametrize("problem", ["missing-datalist", "wrong-label-length", "missing-image"])
+def test_bad_datalist_is_a_data_error(tmp_path: Path, chest_dataset: Path, problem: str) -> None:
+    datalist = json.loads((chest_dataset / "datalist.json").read_text())
+    expected = {"missing-datalist": "datalist not found", "wrong-label-length": "has 13 label values, expected 14",
+                "missing-image": "image.s. of split 'training' not found"}[problem]
+    if problem == "wrong-label-length":
+        datalist["training"][1]["label"] = datalist["training"][1]["label"][:13]
+    if problem == "missing-image":
+        datalist["training"][0]["image"] = "images/not_there.png"
+    if problem != "missing-datalist":
+        (tmp_path / "datalist.json").write_text(json.dumps(datalist))
+    overrides = {**tiny_overrides(tmp_path, chest_dataset), "datalist": str(tmp_path / "datalist.json")}
+    with pytest.raises(RuntimeError) as info:
+        run_workflow([CONFIGS / "train.json"], "train", **overrides)
+    assert isinstance(root_cause(info.value), DataError)
+    assert re.search(expected, str(root_cause(info.value)))
 
 
 def test_inference_network_def_equals_train() -> None:
@@ -140,10 +165,25 @@ def test_every_reference_resolves(config: str) -> None:
                 walk(value, f"{prefix}#{index}" if prefix else str(index))
 
     walk(parser.get(), "")
-    import re
-
     refs = set()
     for text in json.dumps(parser.get()).split('"'):
         refs.update(re.findall(r"@([\w#]+)", text))
     missing = sorted(r for r in refs if r not in config_ids)
     assert not missing, f"{config}: references to undefined ids {missing}"
+
+
+def test_multi_gpu_overlay_trains_with_two_processes(tmp_path: Path, chest_dataset: Path) -> None:
+    """torchrun with 2 CPU processes (gloo): the same overlay users run with NCCL on GPUs."""
+    root = tmp_path / "bundle"
+    shutil.copytree(CONFIGS, root / "configs")
+    configs = f"['{root / 'configs' / 'train.json'}','{root / 'configs' / 'multi_gpu_train.json'}']"
+    overrides = {**tiny_overrides(root, chest_dataset), "batch_size": 4}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+               "-m", "monai.bundle", "run", "--config_file", configs,
+               "--logging_file", str(root / "configs" / "logging.conf")]
+    for key, value in overrides.items():
+        command += [f"--{key}", str(value)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = torch.load(root / "models" / "model.pt", map_location="cpu", weights_only=True)
+    assert "classifier.weight" in state  # saved without the DistributedDataParallel "module." prefix
