@@ -59,9 +59,8 @@ def load_datalist(
         if not isinstance(item, dict) or "image" not in item:
             raise DataError(f"{file}: {key}[{index}] has no 'image' entry: {item!r}")
         if num_classes is not None and "label" in item and len(item["label"]) != num_classes:
-            raise DataError(
-                f"{file}: {key}[{index}] ({item['image']}) has {len(item['label'])} label values, expected {num_classes}"
-            )
+            found = len(item["label"])
+            raise DataError(f"{file}: {key}[{index}] ({item['image']}) has {found} label values, expected {num_classes}")
         out.append({**item, "image": str(base / item["image"])})
     if check_images:
         missing = [it["image"] for it in out if not os.path.isfile(it["image"])]
