@@ -97,7 +97,7 @@ def test_inference_without_checkpoint_names_the_file(tmp_path: Path, chest_datas
 @pytest.mark.parametrize("problem", ["missing-datalist", "wrong-label-length", "missing-image"])
 def test_bad_datalist_is_a_data_error(tmp_path: Path, chest_dataset: Path, problem: str) -> None:
     datalist = json.loads((chest_dataset / "datalist.json").read_text())
-    expected = {"missing-datalist": "datalist not found", "wrong-label-length": "has 13 label values, expected 14",
+    expected = {"missing-datalist": "datalist not found", "wrong-label-length": "has 13 label values, want 14",
                 "missing-image": "image.s. of split 'training' not found"}[problem]
     if problem == "wrong-label-length":
         datalist["training"][1]["label"] = datalist["training"][1]["label"][:13]
@@ -187,3 +187,16 @@ def test_multi_gpu_overlay_trains_with_two_processes(tmp_path: Path, chest_datas
     assert result.returncode == 0, result.stderr[-3000:]
     state = torch.load(root / "models" / "model.pt", map_location="cpu", weights_only=True)
     assert "classifier.weight" in state  # saved without the DistributedDataParallel "module." prefix
+
+
+FINETUNE_OVERLAYS = sorted((CHEST_BUNDLE.parents[1] / "configs" / "finetune").glob("*.json"))
+
+
+@pytest.mark.parametrize("overlay", FINETUNE_OVERLAYS, ids=[p.stem for p in FINETUNE_OVERLAYS])
+def test_every_finetune_overlay_trains_one_epoch(tmp_path: Path, chest_dataset: Path, overlay: Path) -> None:
+    shutil.copytree(CONFIGS, tmp_path / "configs")
+    workflow = run_workflow([tmp_path / "configs" / "train.json", overlay], "train",
+                            **{**tiny_overrides(tmp_path, chest_dataset), "val_interval": 2})
+    strategy = workflow.parser.get_parsed_content("finetune")
+    assert type(strategy).__name__ == json.loads(overlay.read_text())["finetune"]["_target_"].rsplit(".", 1)[1]
+    assert workflow.parser.get_parsed_content("train#trainer").state.iteration > 0

@@ -1,0 +1,75 @@
+"""Freeze and unfreeze parameters, keeping BatchNorm statistics frozen with them.
+
+MONAI's ``SupervisedTrainer`` calls ``network.train()`` every iteration, which would put frozen
+BatchNorm layers back into training mode and update their running statistics. A forward pre-hook on
+each frozen normalisation layer sets ``training = False`` right before its forward, so the statistics
+stay bit-identical while the layer is frozen. This is the only module that mutates ``requires_grad``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch.nn as nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils.hooks import RemovableHandle
+
+__all__ = ["set_trainable", "freeze_all", "is_frozen_bn"]
+
+_HOOK_ATTR = "_medxfer_frozen_bn_hook"
+
+
+def _keep_eval(module: nn.Module, inputs: object) -> None:
+    module.training = False
+
+
+def _freeze_bn(module: nn.Module) -> None:
+    if isinstance(module, _BatchNorm) and getattr(module, _HOOK_ATTR, None) is None:
+        handle: RemovableHandle = module.register_forward_pre_hook(_keep_eval)
+        setattr(module, _HOOK_ATTR, handle)
+        module.eval()
+
+
+def _unfreeze_bn(module: nn.Module) -> None:
+    handle = getattr(module, _HOOK_ATTR, None)
+    if handle is not None:
+        handle.remove()
+        setattr(module, _HOOK_ATTR, None)
+
+
+def is_frozen_bn(module: nn.Module) -> bool:
+    """True when ``module`` is a BatchNorm layer whose statistics are held frozen."""
+    return getattr(module, _HOOK_ATTR, None) is not None
+
+
+def set_trainable(model: nn.Module, module_names: Iterable[str], trainable: bool) -> int:
+    """Set ``requires_grad`` of every parameter under ``module_names`` and (un)freeze their BatchNorms.
+
+    A BatchNorm layer is frozen only when all its parameters are frozen (so BitFit, which trains the
+    affine parameters, keeps normal statistics updates).
+
+    Args:
+        model: the network.
+        module_names: dotted module names (``""`` for the whole model).
+        trainable: ``True`` to unfreeze, ``False`` to freeze.
+
+    Returns:
+        The number of parameter elements changed.
+    """
+    count = 0
+    for name in module_names:
+        module = model.get_submodule(name) if name else model
+        for param in module.parameters():
+            if param.requires_grad != trainable:
+                param.requires_grad_(trainable)
+                count += param.numel()
+        for sub in module.modules():
+            if isinstance(sub, _BatchNorm):
+                frozen = all(not p.requires_grad for p in sub.parameters(recurse=False))
+                (_unfreeze_bn if not frozen else _freeze_bn)(sub)
+    return count
+
+
+def freeze_all(model: nn.Module) -> None:
+    """Freeze every parameter and BatchNorm statistic of ``model``."""
+    set_trainable(model, [""], False)

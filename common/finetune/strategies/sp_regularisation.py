@@ -1,0 +1,69 @@
+"""L2-SP and L1-SP (Li, Grandvalet, Davoine, ICML 2018): pull the backbone towards its starting point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from common.errors import ConfigError
+from common.finetune.base import FinetuneStrategy, log_param_groups, unwrap
+
+__all__ = ["L2SP", "L1SP"]
+
+
+class L2SP(FinetuneStrategy):
+    """L2-SP: Li, Grandvalet, Davoine. "Explicit Inductive Bias for Transfer Learning with Convolutional
+    Networks", ICML 2018 (eq. 3).
+
+    Variant implemented: ``loss + alpha/2 * ||w_S - w_S0||_2^2 + beta/2 * ||w_head||_2^2`` where ``w_S`` are
+    all parameters outside the head, ``w_S0`` their values when the optimizer groups are built (after
+    pretrained weights were loaded), and ``w_head`` the head's parameters. The optimizer's weight decay is
+    set to 0 on every group so no parameter is penalised twice.
+
+    Args:
+        alpha: strength of the pull towards the starting point (>= 0; the paper tunes 1e-3 .. 1e-1).
+        beta: L2 strength on the head (>= 0).
+    """
+
+    def __init__(self, alpha: float = 0.01, beta: float = 0.01) -> None:
+        if float(alpha) < 0 or float(beta) < 0:
+            raise ConfigError(f"{type(self).__name__} alpha and beta must be >= 0, got {alpha}, {beta}")
+        self.alpha, self.beta = float(alpha), float(beta)
+        self._shared: list[tuple[nn.Parameter, torch.Tensor]] = []
+        self._head: list[nn.Parameter] = []
+
+    def param_groups(self, model: nn.Module, base_lr: float, weight_decay: float = 0.0) -> list[dict[str, Any]]:
+        groups = self.groups(model)
+        self.set_trainable(model, groups, True)
+        out = [self.make_group(model, g, base_lr, 0.0) for g in groups]
+        self._shared = [(p, p.detach().clone()) for g in out[:-1] for p in g["params"]]
+        self._head = list(out[-1]["params"])
+        log_param_groups(out, unwrap(model))
+        return out
+
+    def distance(self, current: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+        """The per-tensor distance term; L2-SP uses the squared L2 norm halved and weighted by alpha."""
+        return self.alpha / 2 * (current - start).pow(2).sum()
+
+    def penalty(self, model: nn.Module) -> torch.Tensor | None:
+        if not self._shared and not self._head:
+            return None
+        device = (self._shared or [(self._head[0], None)])[0][0].device
+        total = torch.zeros((), device=device)
+        for param, start in self._shared:
+            total = total + self.distance(param, start.to(param.device))
+        for param in self._head:
+            total = total + self.beta / 2 * param.pow(2).sum()
+        return total
+
+
+class L1SP(L2SP):
+    """L1-SP (Li et al. 2018, the L1 variant): ``loss + alpha * ||w_S - w_S0||_1 + beta/2 * ||w_head||_2^2``.
+
+    Same groups, starting point and zero optimizer weight decay as :class:`L2SP`.
+    """
+
+    def distance(self, current: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+        return self.alpha * (current - start).abs().sum()
