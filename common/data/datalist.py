@@ -60,7 +60,7 @@ def load_datalist(
             raise DataError(f"{file}: {key}[{index}] has no 'image' entry: {item!r}")
         if num_classes is not None and "label" in item and len(item["label"]) != num_classes:
             found = len(item["label"])
-            raise DataError(f"{file}: {key}[{index}] ({item['image']}) has {found} label values, expected {num_classes}")
+            raise DataError(f"{file}: {key}[{index}] ({item['image']}) has {found} label values, want {num_classes}")
         out.append({**item, "image": str(base / item["image"])})
     if check_images:
         missing = [it["image"] for it in out if not os.path.isfile(it["image"])]

@@ -12,6 +12,7 @@ from common.finetune.strategies import (
     L2SP,
     LP,
     LPFT,
+    AutoRGN,
     BitFit,
     CutoffLayer,
     DiscriminativeLR,
@@ -20,6 +21,7 @@ from common.finetune.strategies import (
 )
 
 __all__ = [
+    "AutoRGN",
     "FT",
     "LP",
     "LPFT",

@@ -54,14 +54,14 @@ def set_group_lrs(optimizer: torch.optim.Optimizer, new_base: dict[str, float], 
     and a scheduler's ``base_lrs`` entry follows, so cosine, step, exponential and lambda schedules all
     continue from where they were with the new base.
     """
+    # Multiplicative schedules give every group the same factor lr / initial_lr; read it from any group.
+    factor = next((g["lr"] / g["initial_lr"] for g in optimizer.param_groups if g.get("initial_lr")), 1.0)
     for index, group in enumerate(optimizer.param_groups):
         if group.get("name") not in new_base:
             continue
         base = new_base[group["name"]]
-        initial = group.get("initial_lr")
-        factor = group["lr"] / initial if initial else 1.0
         group["lr"] = base * factor
-        if initial is not None:
+        if "initial_lr" in group:
             group["initial_lr"] = base
         if scheduler is not None and hasattr(scheduler, "base_lrs"):
             scheduler.base_lrs[index] = base

@@ -2,7 +2,24 @@
 
 from __future__ import annotations
 
+from common.transforms.artifact_mask import ArtifactMask, ArtifactMaskd
+from common.transforms.clahe import CLAHE, CLAHEd
+from common.transforms.crop_resize import AspectResize, AspectResized, ForegroundCrop, ForegroundCropd
 from common.transforms.labels import MultiLabel, MultiLabeld
 from common.transforms.radiograph import LoadRadiograph, LoadRadiographd, read_radiograph
 
-__all__ = ["LoadRadiograph", "LoadRadiographd", "read_radiograph", "MultiLabel", "MultiLabeld"]
+__all__ = [
+    "CLAHE",
+    "CLAHEd",
+    "ArtifactMask",
+    "ArtifactMaskd",
+    "AspectResize",
+    "AspectResized",
+    "ForegroundCrop",
+    "ForegroundCropd",
+    "LoadRadiograph",
+    "LoadRadiographd",
+    "MultiLabel",
+    "MultiLabeld",
+    "read_radiograph",
+]

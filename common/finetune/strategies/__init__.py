@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from common.finetune.strategies.auto_rgn import AutoRGN
 from common.finetune.strategies.bitfit import BitFit
 from common.finetune.strategies.cutoff import CutoffLayer
 from common.finetune.strategies.discriminative import DiscriminativeLR
@@ -12,5 +13,5 @@ from common.finetune.strategies.lp_ft import LPFT
 from common.finetune.strategies.sp_regularisation import L1SP, L2SP
 from common.finetune.strategies.surgical import Surgical
 
-__all__ = ["FT", "LP", "LPFT", "GradualUnfreezing", "L2SP", "L1SP", "DiscriminativeLR", "Surgical", "BitFit",
+__all__ = ["AutoRGN", "FT", "LP", "LPFT", "GradualUnfreezing", "L2SP", "L1SP", "DiscriminativeLR", "Surgical", "BitFit",
            "CutoffLayer"]
