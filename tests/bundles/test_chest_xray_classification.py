@@ -116,8 +116,21 @@ def test_inference_network_def_equals_train() -> None:
     train = json.loads((CONFIGS / "train.json").read_text())
     inference = json.loads((CONFIGS / "inference.json").read_text())
     assert inference["network_def"] == train["network_def"]
-    for key in ("class_names", "arch", "image_size", "imagenet_mean", "imagenet_std"):
+    for key in ("class_names", "arch", "image_size", "imagenet_mean", "imagenet_std", "use_clahe", "clahe_clip_limit",
+                "clahe_tile_grid_size", "clahe_bit_depth", "clahe"):
         assert inference[key] == train[key], key
+
+
+def test_inference_preprocessing_equals_validation_preprocessing(chest_dataset: Path) -> None:
+    image = str(next((chest_dataset / "images").glob("*.png")))
+    outputs = []
+    for files, key in (([CONFIGS / "train.json"], "validate#preprocessing"), ([CONFIGS / "inference.json"],
+                                                                             "preprocessing")):
+        parser = ConfigParser()
+        parser.read_config([str(f) for f in files])
+        outputs.append(parser.get_parsed_content(key)({"image": image})["image"])
+    assert outputs[0].shape == (3, 224, 224)
+    assert torch.equal(outputs[0].as_tensor(), outputs[1].as_tensor())
 
 
 def test_metadata_channel_def_lists_the_findings_in_nih_order() -> None:
