@@ -25,7 +25,7 @@ def test_penalty_after_known_perturbation(resnet: torch.nn.Module, cls: type, ex
     strategy.param_groups(resnet, 0.1)
     with torch.no_grad():
         resnet.conv1.weight.view(-1)[:4] += 0.5  # four weights moved by 0.5
-    assert float(strategy.penalty(resnet)) == pytest.approx(expected, rel=1e-6)
+    assert strategy.penalty(resnet).item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_negative_strength_is_refused() -> None:

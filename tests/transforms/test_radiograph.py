@@ -60,7 +60,8 @@ def test_lossless_jpeg2000_decodes_to_the_uncompressed_pixels() -> None:
 def test_png_is_scaled_by_its_bit_depth(tmp_path: Path, mode: str, dtype: type, scale: int) -> None:
     pixels = (np.arange(64 * 48).reshape(48, 64) % (scale + 1)).astype(dtype)
     path = tmp_path / "x.png"
-    Image.fromarray(pixels, mode=mode).save(path)
+    Image.fromarray(pixels).save(path)  # uint8 -> mode L, uint16 -> mode I;16
+    assert Image.open(path).mode == mode
     image, meta = read_radiograph(path)
     assert image.shape == (48, 64)
     np.testing.assert_allclose(image, pixels / scale, atol=1e-6)
@@ -69,7 +70,7 @@ def test_png_is_scaled_by_its_bit_depth(tmp_path: Path, mode: str, dtype: type, 
 def test_rgba_png_becomes_grey(tmp_path: Path) -> None:
     rgba = np.full((8, 8, 4), 255, dtype=np.uint8)
     rgba[..., :3] = 128
-    Image.fromarray(rgba, mode="RGBA").save(tmp_path / "rgba.png")
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
     image, _ = read_radiograph(tmp_path / "rgba.png")
     assert image.shape == (8, 8)
     np.testing.assert_allclose(image, 128 / 255, atol=1e-6)
@@ -100,6 +101,6 @@ def test_bad_files_raise_data_error_naming_the_file(tmp_path: Path, content: byt
 def test_nan_pixels_raise(tmp_path: Path) -> None:
     pixels = np.ones((4, 4), dtype=np.float32)
     pixels[1, 1] = np.nan
-    Image.fromarray(pixels, mode="F").save(tmp_path / "nan.tiff")
+    Image.fromarray(pixels).save(tmp_path / "nan.tiff")
     with pytest.raises(DataError, match="NaN"):
         read_radiograph(tmp_path / "nan.tiff")
