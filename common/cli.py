@@ -54,8 +54,17 @@ def _demo(args: argparse.Namespace) -> None:
     run_demo(args.output_dir, n_patients=args.patients, image_size=args.image_size, epochs=args.epochs, seed=args.seed)
 
 
+def _probe_cutoff(args: argparse.Namespace) -> None:
+    from common.finetune.probe import format_table, probe_bundle_cutoff
+
+    chosen = {"pretrained": args.pretrained, "image_size": args.image_size, "num_workers": args.num_workers}
+    overrides = {key: value for key, value in chosen.items() if value is not None}
+    rows = probe_bundle_cutoff(args.bundle, args.dataset_dir, args.layers, max_batches=args.max_batches, **overrides)
+    sys.stdout.write(format_table(rows) + "\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m common`` argument parser (sub-commands prepare-data, generate-data, demo)."""
+    """The ``python -m common`` argument parser (sub-commands prepare-data, generate-data, demo, probe-cutoff)."""
     parser = argparse.ArgumentParser(prog="python -m common", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -89,6 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=int, default=8)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_demo)
+
+    probe = commands.add_parser("probe-cutoff", help="score candidate cut-off layers by a linear probe's val AUC")
+    probe.add_argument("--bundle", required=True, type=Path, help="bundle folder (its configs/train.json is used)")
+    probe.add_argument("--dataset-dir", required=True, type=Path, help="the bundle's dataset_dir (with datalist.json)")
+    probe.add_argument("--layers", required=True, nargs="+", help="module names or Keras DenseNet-121 layer names")
+    probe.add_argument("--pretrained", help="weight source (default: the bundle's 'pretrained'); e.g. none")
+    probe.add_argument("--image-size", type=int, help="default: the bundle's image_size")
+    probe.add_argument("--max-batches", type=int, help="use at most this many batches of each split")
+    probe.add_argument("--num-workers", type=int, help="DataLoader workers reading images (default: the bundle's)")
+    probe.set_defaults(func=_probe_cutoff)
     return parser
 
 

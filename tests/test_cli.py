@@ -15,7 +15,7 @@ from common.cli import main
 @pytest.mark.parametrize(
     "argv",
     [[], ["prepare-data"], ["prepare-data", "chestxray14"], ["prepare-data", "chestmnist"], ["generate-data"],
-     ["generate-data", "chestxray14"], ["demo"]],
+     ["generate-data", "chestxray14"], ["demo"], ["probe-cutoff"]],
     ids=lambda a: " ".join(a) or "top",
 )
 def test_every_command_has_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from common.finetune.base import FinetuneStrategy, log_param_groups, set_group_lrs
+from common.finetune.feature_cache import CachedFeatureDataset, FrozenFeatureCache
 from common.finetune.freezing import freeze_all, is_frozen_bn, set_trainable
 from common.finetune.handler import FinetuneHandler
+from common.finetune.probe import probe_bundle_cutoff, probe_cutoff_layers
 from common.finetune.registry import STRATEGIES, build_strategy
 from common.finetune.strategies import (
     FT,
@@ -28,10 +30,12 @@ __all__ = [
     "L1SP",
     "L2SP",
     "BitFit",
+    "CachedFeatureDataset",
     "CutoffLayer",
     "DiscriminativeLR",
     "FinetuneHandler",
     "FinetuneStrategy",
+    "FrozenFeatureCache",
     "GradualUnfreezing",
     "STRATEGIES",
     "Surgical",
@@ -39,6 +43,8 @@ __all__ = [
     "freeze_all",
     "is_frozen_bn",
     "log_param_groups",
+    "probe_bundle_cutoff",
+    "probe_cutoff_layers",
     "set_group_lrs",
     "set_trainable",
 ]
