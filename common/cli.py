@@ -41,6 +41,29 @@ def _prepare_chestmnist(args: argparse.Namespace) -> None:
                      f"{summarise_datalist(datalist, CHESTXRAY14_FINDINGS)}\n")
 
 
+def _prepare_mammography(args: argparse.Namespace) -> None:
+    from common.data import load_cbis_ddsm_datalist, load_inbreast_datalist, summarise_datalist
+    from common.io import atomic_write_json
+
+    if args.dataset == "cbis-ddsm":
+        datalist = load_cbis_ddsm_datalist(args.dataset_dir, val_fraction=args.val_fraction, seed=args.seed,
+                                           check_images=not args.no_check_images)
+    else:
+        datalist = load_inbreast_datalist(args.dataset_dir, val_fraction=args.val_fraction,
+                                          test_fraction=args.test_fraction, seed=args.seed,
+                                          malignant_from=args.malignant_from)
+    atomic_write_json(args.output, datalist)
+    sys.stdout.write(f"wrote {args.output}\n{summarise_datalist(datalist, ['malignant'])}\n")
+
+
+def _generate_mammography(args: argparse.Namespace) -> None:
+    from common.data import generate_cbis_ddsm, generate_inbreast
+
+    make = generate_cbis_ddsm if args.dataset == "cbis-ddsm" else generate_inbreast
+    root = make(args.output_dir, n_patients=args.patients, image_size=args.image_size, seed=args.seed)
+    sys.stdout.write(f"wrote a synthetic {args.dataset}-layout dataset to {root}\n")
+
+
 def _generate_chestxray14(args: argparse.Namespace) -> None:
     from common.data import generate_chestxray14
 
@@ -81,6 +104,17 @@ def build_parser() -> argparse.ArgumentParser:
     mnist.add_argument("--npz", required=True, type=Path, help="chestmnist.npz or chestmnist_{64,128,224}.npz")
     mnist.add_argument("--output", required=True, type=Path, help="datalist JSON; PNGs go to images/ beside it")
     mnist.set_defaults(func=_prepare_chestmnist)
+    cbis = datasets.add_parser("cbis-ddsm", help="CBIS-DDSM: the four case-description CSVs + the DICOM tree")
+    inbreast = datasets.add_parser("inbreast", help="INbreast: AllDICOMs/ + INbreast.csv (BI-RADS labels)")
+    for sub, val in ((cbis, 0.1), (inbreast, 0.15)):
+        sub.add_argument("--dataset-dir", required=True, type=Path, help="the dataset's top folder")
+        sub.add_argument("--output", required=True, type=Path, help="datalist JSON to write")
+        sub.add_argument("--val-fraction", type=float, default=val, help="patients used for validation")
+        sub.add_argument("--seed", type=int, default=0, help="seed of the patient-wise split")
+        sub.set_defaults(func=_prepare_mammography)
+    cbis.add_argument("--no-check-images", action="store_true", help="do not verify every DICOM exists")
+    inbreast.add_argument("--test-fraction", type=float, default=0.2, help="patients used for test")
+    inbreast.add_argument("--malignant-from", default="4", help="lowest BI-RADS counted malignant (4 = 4a)")
 
     generate = commands.add_parser("generate-data", help="write synthetic data in a public dataset's layout")
     gen_sets = generate.add_subparsers(dest="dataset", required=True)
@@ -90,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--image-size", type=int, default=128)
     gen.add_argument("--seed", type=int, default=0)
     gen.set_defaults(func=_generate_chestxray14)
+    for name in ("cbis-ddsm", "inbreast"):
+        mammo = gen_sets.add_parser(name, help=f"synthetic DICOM mammograms in the {name} layout")
+        mammo.add_argument("--output-dir", required=True, type=Path)
+        mammo.add_argument("--patients", type=int, default=60)
+        mammo.add_argument("--image-size", type=int, default=256)
+        mammo.add_argument("--seed", type=int, default=0)
+        mammo.set_defaults(func=_generate_mammography)
 
     demo = commands.add_parser("demo", help="generate embedded data, train, evaluate and infer (CPU, minutes)")
     demo.add_argument("--output-dir", type=Path, default=Path("demo_output"))

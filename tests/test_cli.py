@@ -14,8 +14,9 @@ from common.cli import main
 
 @pytest.mark.parametrize(
     "argv",
-    [[], ["prepare-data"], ["prepare-data", "chestxray14"], ["prepare-data", "chestmnist"], ["generate-data"],
-     ["generate-data", "chestxray14"], ["demo"], ["probe-cutoff"]],
+    [[], ["prepare-data"], ["prepare-data", "chestxray14"], ["prepare-data", "chestmnist"],
+     ["prepare-data", "cbis-ddsm"], ["prepare-data", "inbreast"], ["generate-data"], ["generate-data", "chestxray14"],
+     ["generate-data", "cbis-ddsm"], ["generate-data", "inbreast"], ["demo"], ["probe-cutoff"]],
     ids=lambda a: " ".join(a) or "top",
 )
 def test_every_command_has_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -48,3 +49,13 @@ def test_user_error_is_one_line_and_status_2(tmp_path: Path) -> None:
     assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
     assert str(tmp_path / "nowhere") in result.stderr
     assert not (tmp_path / "d.json").exists()
+
+
+@pytest.mark.parametrize("dataset", ["cbis-ddsm", "inbreast"])
+def test_mammography_generate_then_prepare(tmp_path: Path, dataset: str) -> None:
+    assert main(["generate-data", dataset, "--output-dir", str(tmp_path / "d"), "--patients", "12",
+                 "--image-size", "64"]) == 0
+    out = tmp_path / "datalist.json"
+    assert main(["prepare-data", dataset, "--dataset-dir", str(tmp_path / "d"), "--output", str(out)]) == 0
+    datalist = json.loads(out.read_text())
+    assert all(item["label"] in ([0.0], [1.0]) for split in datalist.values() for item in split)

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from common.data.cbis_ddsm import (
+    CBIS_DDSM_CSV_FILES,
+    PATHOLOGY_LABELS,
+    find_full_mammogram,
+    load_cbis_ddsm_datalist,
+    read_case_description,
+)
 from common.data.chestmnist import MEDMNIST_SPLITS, load_chestmnist_datalist, write_medmnist_split
 from common.data.chestxray14 import (
     CHESTXRAY14_FINDINGS,
@@ -13,9 +20,12 @@ from common.data.chestxray14 import (
     read_image_list,
     summarise_datalist,
 )
+from common.data.inbreast import BIRADS_VALUES, load_inbreast_datalist, read_inbreast_csv
 from common.data.splits import check_nonempty_splits, check_patient_disjoint, group_by_split, patient_split
 from common.data.synthetic_cxr import SyntheticCase, generate_chestxray14, render_chest, sample_cases
 from common.data.synthetic_cxr_signs import FINDING_SIGNS
+from common.data.synthetic_mammo import generate_cbis_ddsm, generate_inbreast
+from common.data.synthetic_mammo_render import MammoFinding, render_mammogram
 
 __all__ = [
     "CHESTXRAY14_FINDINGS",
@@ -38,4 +48,16 @@ __all__ = [
     "sample_cases",
     "generate_chestxray14",
     "FINDING_SIGNS",
+    "CBIS_DDSM_CSV_FILES",
+    "PATHOLOGY_LABELS",
+    "read_case_description",
+    "find_full_mammogram",
+    "load_cbis_ddsm_datalist",
+    "BIRADS_VALUES",
+    "read_inbreast_csv",
+    "load_inbreast_datalist",
+    "MammoFinding",
+    "render_mammogram",
+    "generate_cbis_ddsm",
+    "generate_inbreast",
 ]
