@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from common.transforms.artifact_mask import ArtifactMask, ArtifactMaskd
+from common.transforms.channels import ToImageNetInput, ToImageNetInputd
 from common.transforms.clahe import CLAHE, CLAHEd
 from common.transforms.crop_resize import AspectResize, AspectResized, ForegroundCrop, ForegroundCropd
+from common.transforms.dicom_intensity import DicomIntensity, DicomIntensityd
 from common.transforms.labels import MultiLabel, MultiLabeld
 from common.transforms.radiograph import LoadRadiograph, LoadRadiographd, read_radiograph
 
@@ -15,11 +17,15 @@ __all__ = [
     "ArtifactMaskd",
     "AspectResize",
     "AspectResized",
+    "DicomIntensity",
+    "DicomIntensityd",
     "ForegroundCrop",
     "ForegroundCropd",
     "LoadRadiograph",
     "LoadRadiographd",
     "MultiLabel",
     "MultiLabeld",
+    "ToImageNetInput",
+    "ToImageNetInputd",
     "read_radiograph",
 ]

@@ -5,14 +5,8 @@ cuts thin bridges to nearby text, a closing, and hole filling (mammography) or i
 (radiographs: a chest film's dark lungs reach the image edge, so holes do not close them). Pixels outside
 it become 0. Mammography mode also turns every breast to one side and can remove the pectoral muscle.
 
-Mammography conventions: images are stored as displayed, so a left breast (``"L"``) has its chest wall on
-the left of the image and a right breast (``"R"``) on the right. Laterality comes from an explicit value,
-else the DICOM ``ImageLaterality``/``Laterality`` in the MetaTensor meta, else from the half of the masked
-image holding more intensity (the chest wall is the thick side). The pectoral muscle (MLO views only) is the
-largest bright component touching the upper chest-wall corner after an Otsu threshold of the breast pixels
-in the upper chest-wall quarter of the breast, filled to its convex hull; a candidate covering more than
-half the breast (dense breast, no muscle visible) is discarded with a warning. This is a heuristic for
-screening-style MLO films, not a segmentation model.
+Mammography details (laterality, flip, pectoral muscle) live in :mod:`common.transforms.mammography`;
+its public names are importable from here as well.
 """
 
 from __future__ import annotations
@@ -33,52 +27,43 @@ from monai.utils import TransformBackends, convert_data_type, convert_to_dst_typ
 from skimage.filters import threshold_otsu, threshold_triangle
 
 from common.errors import ConfigError, DataError
+from common.transforms.mammography import (
+    LATERALITY_META_KEYS,
+    VIEW_META_KEYS,
+    chest_wall_pectoral,
+    find_pectoral_muscle,
+    is_mlo_view,
+    mirror_affine,
+    resolve_laterality,
+)
+from common.transforms.morphology import fill_region, largest_component, odd_kernel
 
-__all__ = ["ArtifactMask", "ArtifactMaskd", "ArtifactMaskResult", "find_anatomy_mask", "find_pectoral_muscle"]
+# The mammography names are re-exported so that imports from this module keep working after the split.
+__all__ = [
+    "ArtifactMask",
+    "ArtifactMaskd",
+    "ArtifactMaskResult",
+    "find_anatomy_mask",
+    "find_pectoral_muscle",
+    "resolve_laterality",
+    "is_mlo_view",
+    "mirror_affine",
+    "chest_wall_pectoral",
+    "LATERALITY_META_KEYS",
+    "VIEW_META_KEYS",
+]
 
 logger = logging.getLogger(__name__)
 
 MODES = ("radiograph", "mammography")
 THRESHOLD_METHODS: dict[str, Callable[[np.ndarray], float]] = {"otsu": threshold_otsu, "triangle": threshold_triangle}
 ORIENTATIONS = ("left", "right")
-_LATERALITY = {"l": "L", "left": "L", "r": "R", "right": "R"}
-_LATERALITY_META_KEYS = ("ImageLaterality", "Laterality", "00200062", "00200060", "0020|0062", "0020|0060")
-_VIEW_META_KEYS = ("ViewPosition", "00185101", "0018|5101")
 
 
 def _choice(value: str, valid: tuple[str, ...] | dict[str, Any], name: str) -> str:
     if value not in valid:
         raise ConfigError(f"unknown {name} {value!r}; choose from: {', '.join(valid)}")
     return value
-
-
-def _odd_kernel(shape: tuple[int, ...], fraction: float) -> np.ndarray:
-    size = max(3, int(round(fraction * min(shape))) | 1)
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
-
-
-def _largest_component(binary: np.ndarray, seed: tuple[slice, slice] | None = None) -> np.ndarray:
-    """Largest 8-connected component of ``binary``; with ``seed``, only components present in that window."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(binary.astype(np.uint8), connectivity=8)
-    candidates = np.arange(1, count) if seed is None else np.setdiff1d(np.unique(labels[seed]), [0])
-    if candidates.size == 0:
-        return np.zeros(binary.shape, dtype=bool)
-    best = candidates[np.argmax(stats[candidates, cv2.CC_STAT_AREA])]
-    return labels == best
-
-
-def _fill(region: np.ndarray, hull: bool) -> np.ndarray:
-    """Fill ``region`` to its outer contour (holes closed) or to its convex hull."""
-    filled = np.zeros(region.shape, dtype=np.uint8)
-    points = cv2.findNonZero(region.astype(np.uint8))
-    if points is None:
-        return filled.astype(bool)
-    if hull:
-        cv2.fillConvexPoly(filled, cv2.convexHull(points), (1,))
-    else:
-        contours, _ = cv2.findContours(region.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        cv2.drawContours(filled, contours, -1, (1,), thickness=cv2.FILLED)
-    return filled.astype(bool)
 
 
 def find_anatomy_mask(
@@ -105,71 +90,10 @@ def find_anatomy_mask(
     if float(grey.max()) <= float(grey.min()):
         return np.zeros(grey.shape, dtype=bool)
     binary = (grey > THRESHOLD_METHODS[threshold_method](grey)).astype(np.uint8)
-    kernel = _odd_kernel(grey.shape, kernel_fraction)
+    kernel = odd_kernel(grey.shape, kernel_fraction)
     opened = cv2.morphologyEx(binary, cv2.MORPH_OPEN, kernel)
-    region = _largest_component(np.asarray(opened)).astype(np.uint8)
-    return _fill(np.asarray(cv2.morphologyEx(region, cv2.MORPH_CLOSE, kernel)), hull)
-
-
-def find_pectoral_muscle(grey: np.ndarray, breast: np.ndarray, max_fraction: float = 0.5) -> np.ndarray:
-    """Boolean mask of the pectoral muscle of an MLO mammogram whose chest wall is on the LEFT.
-
-    Args:
-        grey: ``(H, W)`` image.
-        breast: boolean breast mask from :func:`find_anatomy_mask`.
-        max_fraction: a candidate larger than this fraction of the breast is rejected (all-False result).
-
-    Returns:
-        The muscle mask (inside ``breast``); all False when no muscle is found.
-
-    Example:
-        >>> grey = np.zeros((80, 60), np.float32); grey[:, :40] = 0.4; grey[:20, :15] = 0.9
-        >>> muscle = find_pectoral_muscle(grey, grey > 0)
-        >>> bool(muscle[5, 5]), bool(muscle[50, 20])
-        (True, False)
-    """
-    none = np.zeros(breast.shape, dtype=bool)
-    rows, cols = np.flatnonzero(breast.any(axis=1)), np.flatnonzero(breast.any(axis=0))
-    if rows.size < 2 or cols.size < 2:
-        return none
-    top, height, width = int(rows[0]), int(rows[-1] - rows[0] + 1), int(cols[-1] + 1)
-    roi = none.copy()
-    roi[top : top + max(height // 2, 1), : max(width // 2, 1)] = True
-    values = grey[breast & roi]
-    if values.size < 2 or float(values.max()) <= float(values.min()):
-        return none
-    bright = (breast & roi & (grey > threshold_otsu(values))).astype(np.uint8)
-    bright = cv2.morphologyEx(bright, cv2.MORPH_OPEN, _odd_kernel(grey.shape, 0.01))
-    corner = max(3, int(0.05 * min(grey.shape)))
-    muscle = _fill(_largest_component(bright, seed=(slice(top, top + corner), slice(0, corner))), hull=True)
-    muscle &= breast
-    if muscle.sum() > max_fraction * breast.sum():
-        logger.warning(
-            "pectoral candidate covers %.0f%% of the breast (> %.0f%%); kept the breast unchanged",
-            100 * muscle.sum() / breast.sum(),
-            100 * max_fraction,
-        )
-        return none
-    return muscle
-
-
-def _given(value: Any) -> str | None:
-    """``value`` as a stripped string; None, "" and NaN (an empty CSV cell) count as missing."""
-    if value is None or (isinstance(value, float) and value != value) or not str(value).strip():
-        return None
-    return str(value).strip()
-
-
-def _meta_value(meta: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
-    for key in keys:
-        value = meta.get(key)
-        if isinstance(value, Mapping):  # MONAI's PydicomReader stores {"vr": ..., "Value": [...]}
-            value = value.get("Value")
-        if isinstance(value, (list, tuple)):
-            value = value[0] if value else None
-        if _given(value) is not None:
-            return _given(value)
-    return None
+    region = largest_component(np.asarray(opened)).astype(np.uint8)
+    return fill_region(np.asarray(cv2.morphologyEx(region, cv2.MORPH_CLOSE, kernel)), hull)
 
 
 @dataclass(frozen=True)
@@ -264,15 +188,13 @@ class ArtifactMask(Transform):
             return self._result(img, array, np.ones(grey.shape, dtype=bool), blank=True)
         if self.mode == "radiograph":
             return self._result(img, array, mask)
-        side, source = self._laterality(grey * mask, meta, laterality)
+        side, source = resolve_laterality(grey * mask, meta, laterality)
         flipped = ("left" if side == "L" else "right") != self.orientation
         if flipped:
             array, grey, mask = array[..., ::-1], grey[:, ::-1], mask[:, ::-1]
         removed = False
-        if self.remove_pectoral and self._is_mlo(meta, view):
-            mirror = self.orientation == "right"  # find_pectoral_muscle expects the chest wall on the left
-            muscle = find_pectoral_muscle(grey[:, ::-1] if mirror else grey, mask[:, ::-1] if mirror else mask)
-            muscle = muscle[:, ::-1] if mirror else muscle
+        if self.remove_pectoral and is_mlo_view(meta, view):
+            muscle = chest_wall_pectoral(grey, mask, self.orientation)
             removed = bool(muscle.any())
             mask = mask & ~muscle
         return self._result(img, array, mask, flipped, side, source, removed)
@@ -291,26 +213,6 @@ class ArtifactMask(Transform):
             raise DataError(f"image contains NaN or infinite pixel values ({int((~np.isfinite(array)).sum())} pixels)")
         return array
 
-    @staticmethod
-    def _laterality(masked: np.ndarray, meta: Mapping[str, Any], given: str | None) -> tuple[str, str]:
-        explicit = _given(given)
-        if explicit is not None:
-            if explicit.lower() not in _LATERALITY:
-                raise DataError(f"unknown laterality {given!r}; expected one of: L, R, left, right")
-            return _LATERALITY[explicit.lower()], "argument"
-        from_meta = _meta_value(meta, _LATERALITY_META_KEYS)
-        if from_meta is not None and from_meta.lower() in _LATERALITY:  # DICOM "B"/"U" fall through
-            return _LATERALITY[from_meta.lower()], "meta"
-        half = masked.shape[1] // 2
-        return ("L" if masked[:, :half].sum() >= masked[:, masked.shape[1] - half :].sum() else "R"), "intensity"
-
-    @staticmethod
-    def _is_mlo(meta: Mapping[str, Any], view: str | None) -> bool:
-        value = _given(view) or _meta_value(meta, _VIEW_META_KEYS)
-        if value is None:
-            logger.debug("view position unknown; pectoral muscle kept")
-        return value is not None and "MLO" in str(value).upper()
-
     def _result(
         self,
         img: NdarrayOrTensor,
@@ -327,10 +229,7 @@ class ArtifactMask(Transform):
         out_mask = convert_to_dst_type(np.ascontiguousarray(mask[None]), dst=img, dtype=torch.float32)[0]
         for target in (out, out_mask):
             if isinstance(target, MetaTensor) and flipped:
-                width = array.shape[-1]
-                reflect = torch.eye(target.affine.shape[0], dtype=target.affine.dtype)
-                reflect[1, 1], reflect[1, -1] = -1.0, float(width - 1)  # new column j maps to old W-1-j
-                target.affine = target.affine @ reflect
+                target.affine = mirror_affine(target.affine, array.shape[-1])
         if isinstance(out, MetaTensor) and self.mode == "mammography":
             out.meta.update(flipped=flipped, laterality=laterality, laterality_source=source, pectoral_removed=removed)
         return ArtifactMaskResult(out, out_mask, flipped, laterality, source, removed, blank)

@@ -3,11 +3,14 @@
 DICOM handling follows PS3.3 C.11: modality LUT (rescale slope/intercept), then the VOI LUT sequence or
 the first window centre/width, then MONOCHROME1 inversion so that bright always means dense. Without a
 VOI transform the stored values are scaled by the bit depth (``BitsStored``), or by the image range when
-a rescale changed the units. PNGs are scaled by their bit depth; RGB(A) and palette PNGs become grey.
+a rescale changed the units. The math is :func:`common.transforms.dicom_intensity.dicom_to_unit`, shared
+with ``DicomIntensity`` (the same steps for images loaded by MONAI's ``LoadImage``). PNGs are scaled by
+their bit depth; RGB(A) and palette PNGs become grey.
 
 We read files ourselves instead of MONAI's ``LoadImage`` because ``LoadImage`` neither applies VOI/
-MONOCHROME1 handling nor names the file and the problem when a file is corrupt; the output is a MONAI
-``MetaTensor`` with the usual ``filename_or_obj`` meta so it composes with MONAI transforms.
+MONOCHROME1 handling (``DicomIntensity`` adds it) nor names the file and the problem when a file is
+corrupt; the output is a MONAI ``MetaTensor`` with the usual ``filename_or_obj`` meta so it composes with
+MONAI transforms.
 """
 
 from __future__ import annotations
@@ -25,9 +28,9 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 from PIL import Image, UnidentifiedImageError
 from pydicom.errors import InvalidDicomError
-from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
 from common.errors import DataError
+from common.transforms.dicom_intensity import dicom_to_unit, scale_to_unit
 
 __all__ = ["read_radiograph", "LoadRadiograph", "LoadRadiographd", "DICOM_DECODER_HINT"]
 
@@ -41,12 +44,6 @@ def _is_dicom(path: Path) -> bool:
     with open(path, "rb") as handle:
         handle.seek(128)
         return handle.read(4) == b"DICM"
-
-
-def _scale_unit(values: np.ndarray, low: float, high: float) -> np.ndarray:
-    if high <= low:
-        return np.zeros_like(values, dtype=np.float32)
-    return np.clip((values - low) / (high - low), 0.0, 1.0).astype(np.float32)
 
 
 def _check_finite(values: np.ndarray, path: Path) -> None:
@@ -76,28 +73,11 @@ def _dicom_pixels(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     if stored.ndim != 2:
         raise DataError(f"{path}: expected one 2-D grey frame, found pixel array of shape {tuple(stored.shape)}")
     _check_finite(stored, path)
-    values = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
-    if "VOILUTSequence" in ds:
-        values = np.asarray(apply_voi_lut(values, ds), dtype=np.float64)
-        bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
-        image = _scale_unit(values, 0.0, float(2**bits - 1))
-        voi = "VOI LUT sequence"
-    elif "WindowCenter" in ds and "WindowWidth" in ds:
-        center = float(np.atleast_1d(ds.WindowCenter)[0])
-        width = max(float(np.atleast_1d(ds.WindowWidth)[0]), 1.0)
-        # PS3.3 C.11.2.1.2.1 linear window, mapped onto [0, 1].
-        image = _scale_unit(values, center - 0.5 - (width - 1) / 2, center - 0.5 + (width - 1) / 2)
-        voi = f"window {center:g}/{width:g}"
-    elif float(getattr(ds, "RescaleSlope", 1)) == 1 and float(getattr(ds, "RescaleIntercept", 0)) == 0:
-        bits = int(getattr(ds, "BitsStored", 8 * stored.dtype.itemsize))
-        image = _scale_unit(values, 0.0, float(2**bits - 1))
-        voi = f"bit depth {bits}"
-    else:
-        image = _scale_unit(values, float(values.min()), float(values.max()))
-        voi = "image range"
+    try:
+        image, voi = dicom_to_unit(stored, ds)
+    except DataError as err:
+        raise DataError(f"{path}: {err}") from err
     photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2"))
-    if photometric == "MONOCHROME1":
-        image = 1.0 - image
     meta = {"format": "DICOM", "photometric": photometric, "voi": voi, "modality": str(getattr(ds, "Modality", ""))}
     return image, meta
 
@@ -115,7 +95,7 @@ def _png_pixels(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     _check_finite(values, path)
     if mode in {"I", "F"}:
         # 32-bit integer or float PNG/TIFF: no fixed bit depth, scale by the image range.
-        image = _scale_unit(values.astype(np.float64), float(np.nanmin(values)), float(np.nanmax(values)))
+        image = scale_to_unit(values.astype(np.float64), float(np.nanmin(values)), float(np.nanmax(values)))
     else:
         image = (values.astype(np.float32) / _PNG_SCALE.get(mode if mode in _PNG_SCALE else "L", 255.0)).astype(
             np.float32
