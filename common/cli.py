@@ -74,7 +74,8 @@ def _generate_chestxray14(args: argparse.Namespace) -> None:
 def _demo(args: argparse.Namespace) -> None:
     from common.demo import run_demo
 
-    run_demo(args.output_dir, n_patients=args.patients, image_size=args.image_size, epochs=args.epochs, seed=args.seed)
+    run_demo(args.output_dir, n_patients=args.patients, image_size=args.image_size, epochs=args.epochs, seed=args.seed,
+             mammography=not args.skip_mammography)
 
 
 def _probe_cutoff(args: argparse.Namespace) -> None:
@@ -138,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--image-size", type=int, default=64)
     demo.add_argument("--epochs", type=int, default=8)
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--skip-mammography", action="store_true", help="run only the chest X-ray bundle")
     demo.set_defaults(func=_demo)
 
     probe = commands.add_parser("probe-cutoff", help="score candidate cut-off layers by a linear probe's val AUC")

@@ -15,3 +15,5 @@ def test_demo_learns_the_synthetic_findings(tmp_path: Path) -> None:
                      "predictions/predictions.csv"):
         assert (bundle / produced).is_file(), produced
     assert (tmp_path / "data" / "chestxray14" / "Data_Entry_2017.csv").is_file()
+    mammo = tmp_path / "breast_mammo_classification"
+    assert (mammo / "eval" / "metrics.json").is_file() and (mammo / "predictions" / "predictions.csv").is_file()

@@ -1,38 +1,74 @@
-"""Shared fixtures for the bundle smoke tests: a tiny generated ChestX-ray14-layout dataset."""
+"""Shared fixtures and helpers for the bundle tests: tiny generated datasets in each native layout."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from monai.bundle import ConfigWorkflow
 
-from common.data import generate_chestxray14, load_chestxray14_datalist
+from common.data import generate_cbis_ddsm, generate_chestxray14, load_cbis_ddsm_datalist, load_chestxray14_datalist
 from common.io import atomic_write_json
 
 REPO = Path(__file__).resolve().parents[2]
-CHEST_BUNDLE = REPO / "bundles" / "chest_xray_classification"
+BUNDLES = REPO / "bundles"
+CHEST_BUNDLE = BUNDLES / "chest_xray_classification"
+MAMMO_BUNDLE = BUNDLES / "breast_mammo_classification"
 SCHEMA = REPO.parent / "shared" / "monai" / "meta_schema_20240725.json"
+
+# bundle name -> (dataset fixture, image size used in tests)
+BUNDLE_DATA = {"chest_xray_classification": ("chest_dataset", 32), "breast_mammo_classification": ("mammo_dataset", 64)}
 
 
 @pytest.fixture(scope="session")
 def chest_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """24 patients of 32 px synthetic radiographs in the native layout, plus datalist.json."""
+    """24 patients of 32 px synthetic radiographs in the native ChestX-ray14 layout, plus datalist.json."""
     root = tmp_path_factory.mktemp("chestxray14")
     generate_chestxray14(root, n_patients=24, images_per_patient=(1, 2), image_size=32, seed=3)
-    datalist = load_chestxray14_datalist(root, val_fraction=0.25, seed=0)
-    atomic_write_json(root / "datalist.json", datalist)
+    atomic_write_json(root / "datalist.json", load_chestxray14_datalist(root, val_fraction=0.25, seed=0))
     return root
 
 
-def tiny_overrides(bundle_root: Path, dataset_dir: Path) -> dict:
+@pytest.fixture(scope="session")
+def mammo_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Synthetic DICOM mammograms (96 px) in the CBIS-DDSM layout, plus datalist.json."""
+    root = tmp_path_factory.mktemp("cbis_ddsm")
+    generate_cbis_ddsm(root, n_patients=16, image_size=96, seed=2)
+    atomic_write_json(root / "datalist.json", load_cbis_ddsm_datalist(root, val_fraction=0.3, seed=0))
+    return root
+
+
+def tiny_overrides(bundle_root: Path, dataset_dir: Path, image_size: int = 32) -> dict:
     """Overrides that make a bundle run in seconds on a CPU."""
     return {
         "bundle_root": str(bundle_root),
         "dataset_dir": str(dataset_dir),
         "pretrained": "none",
-        "image_size": 32,
+        "image_size": image_size,
         "epochs": 1,
         "batch_size": 8,
         "val_batch_size": 8,
         "num_workers": 0,
     }
+
+
+def run_workflow(configs: Path, files: list[str | Path], workflow_type: str, **override) -> ConfigWorkflow:
+    """Run config ``files`` (names under ``configs`` or paths) through MONAI's ConfigWorkflow."""
+    workflow = ConfigWorkflow(
+        config_file=[str(configs / f) if isinstance(f, str) else str(f) for f in files],
+        meta_file=str(configs / "metadata.json"),
+        logging_file=str(configs / "logging.conf"),
+        workflow_type=workflow_type,
+        **override,
+    )
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()
+    return workflow
+
+
+def root_cause(error: BaseException) -> BaseException:
+    """MONAI wraps errors raised inside config expressions; the user-facing one is at the bottom."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return error

@@ -13,8 +13,7 @@ from common.cli import main
 from common.errors import ConfigError
 from common.finetune.feature_cache import CachedFeatureDataset
 from common.networks import build_classifier
-from tests.bundles.conftest import CHEST_BUNDLE, tiny_overrides
-from tests.bundles.test_chest_xray_classification import root_cause, run_workflow
+from tests.bundles.conftest import CHEST_BUNDLE, root_cause, run_workflow, tiny_overrides
 
 CONFIGS = CHEST_BUNDLE / "configs"
 LP_CACHED = CHEST_BUNDLE.parents[1] / "configs" / "finetune" / "lp_cached.json"
@@ -24,7 +23,7 @@ def test_lp_cached_trains_the_head_on_cached_features_and_saves_the_full_model(t
                                                                               chest_dataset: Path) -> None:
     shutil.copytree(CONFIGS, tmp_path / "configs")
     overrides = tiny_overrides(tmp_path, chest_dataset)
-    workflow = run_workflow([tmp_path / "configs" / "train.json", LP_CACHED], "train", **overrides)
+    workflow = run_workflow(tmp_path / "configs", ["train.json", LP_CACHED], "train", **overrides)
     dataset = workflow.parser.get_parsed_content("train#dataloader#dataset")
     assert isinstance(dataset, CachedFeatureDataset)
     assert dataset.features.shape == (len(dataset), 1024)  # pooled DenseNet-121 features
@@ -40,15 +39,15 @@ def test_lp_cached_trains_the_head_on_cached_features_and_saves_the_full_model(t
     assert {k for k, v in state.items() if not torch.equal(v, initial[k])} == {"classifier.weight", "classifier.bias"}
 
     # inference.json, unchanged, runs the checkpoint.
-    run_workflow([tmp_path / "configs" / "inference.json"], "infer", bundle_root=str(tmp_path),
-                 input_dir=str(chest_dataset / "images"), image_size=32, num_workers=0)
+    run_workflow(tmp_path / "configs", ["inference.json"], "infer", bundle_root=str(tmp_path),
+                 dataset_dir=str(chest_dataset / "images"), image_size=32, num_workers=0)
     assert (tmp_path / "predictions" / "predictions.csv").is_file()
 
 
 def test_lp_cached_refuses_random_augmentation(tmp_path: Path, chest_dataset: Path) -> None:
     flip = [{"_target_": "RandFlipd", "keys": "image", "prob": 0.5, "spatial_axis": 1}]
     with pytest.raises(RuntimeError) as info:
-        run_workflow([CONFIGS / "train.json", LP_CACHED], "train",
+        run_workflow(CONFIGS, ["train.json", LP_CACHED], "train",
                      **{**tiny_overrides(tmp_path, chest_dataset), "augmentation": flip})
     assert isinstance(root_cause(info.value), ConfigError)
     assert "training transforms are random (RandFlipd)" in str(root_cause(info.value))
