@@ -1,10 +1,10 @@
-"""Bundle training overhead: one epoch of the bundle's SupervisedTrainer versus a plain PyTorch loop.
+"""Bundle training overhead: one epoch of a bundle's SupervisedTrainer versus a plain PyTorch loop.
 
 Both use the same network, optimizer, loss, DataLoader (the bundle's own ``train#dataloader`` over the
 same generated files) and batch size, measured side by side in one run, alternating the order. Also
 reports images/s for training and inference. Target: bundle within 10% of the plain loop.
 
-    python benchmarks/train_overhead.py --images 64 --image-size 224
+    python benchmarks/train_overhead.py --images 64 --image-size 224 --bundles chest_xray_classification
 """
 
 from __future__ import annotations
@@ -20,15 +20,26 @@ from pathlib import Path
 import torch
 from monai.bundle import ConfigParser
 
-from common.data import generate_chestxray14, load_chestxray14_datalist
+from common.data import generate_cbis_ddsm, generate_chestxray14, load_cbis_ddsm_datalist, load_chestxray14_datalist
 from common.io import atomic_write_json
 
-BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "chest_xray_classification"
+BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
 
 
-def _parse(dataset_dir: Path, out_dir: Path, image_size: int, batch_size: int) -> ConfigParser:
+def _make_data(bundle: str, root: Path, n_images: int, image_size: int) -> None:
+    """Write synthetic data in the bundle's native layout (about ``n_images`` training images)."""
+    if bundle == "chest_xray_classification":
+        generate_chestxray14(root, n_patients=max(4, n_images * 10 // 16), image_size=image_size, seed=0)
+        datalist = load_chestxray14_datalist(root, val_fraction=0.1, seed=0)
+    else:
+        generate_cbis_ddsm(root, n_patients=max(4, n_images // 3), image_size=max(image_size, 256), seed=0)
+        datalist = load_cbis_ddsm_datalist(root, val_fraction=0.1, seed=0)
+    atomic_write_json(root / "datalist.json", datalist)
+
+
+def _parse(bundle: str, dataset_dir: Path, out_dir: Path, image_size: int, batch_size: int) -> ConfigParser:
     parser = ConfigParser()
-    parser.read_config(str(BUNDLE / "configs" / "train.json"))
+    parser.read_config(str(BUNDLES / bundle / "configs" / "train.json"))
     parser.update({"bundle_root": str(out_dir), "dataset_dir": str(dataset_dir), "pretrained": "none",
                    "image_size": image_size, "batch_size": batch_size, "epochs": 1, "num_workers": 2,
                    "val_interval": 10**6})
@@ -68,36 +79,43 @@ def _inference_rate(parser: ConfigParser, image_size: int, batch_size: int, repe
     return repeats * batch_size / (time.perf_counter() - start)
 
 
+def measure(bundle: str, n_images: int, image_size: int, batch_size: int, repeats: int) -> str:
+    """Plain loop vs bundle trainer epochs (alternating order, median) and inference rate; returns a report."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        _make_data(bundle, data, n_images, image_size)
+        parser = _parse(bundle, data, Path(tmp) / "bundle", image_size, batch_size)
+        n = len(parser.get_parsed_content("train#dataset"))
+        _plain_epoch(parser)  # warm-up: allocator, oneDNN kernels, file cache
+        plain, trainer = [], []
+        for repeat in range(repeats):
+            order = (_plain_epoch, _bundle_epoch) if repeat % 2 == 0 else (_bundle_epoch, _plain_epoch)
+            for fn in order:
+                (plain if fn is _plain_epoch else trainer).append(fn(parser))
+        infer = _inference_rate(parser, image_size, batch_size)
+        arch, device = parser.get_parsed_content("arch"), parser.get_parsed_content("device")
+    p, b = statistics.median(plain), statistics.median(trainer)
+    return (
+        f"{bundle} ({arch}) {image_size}px, {n} images, batch {batch_size}, device {device}\n"
+        f"  plain loop epoch : {p:.2f} s ({n / p:.1f} img/s)  runs {[round(t, 2) for t in plain]}\n"
+        f"  bundle epoch     : {b:.2f} s ({n / b:.1f} img/s)  runs {[round(t, 2) for t in trainer]}\n"
+        f"  bundle / plain   : {b / p:.3f} (target <= 1.10)\n"
+        f"  inference        : {infer:.1f} img/s\n"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     cli = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    cli.add_argument("--bundles", nargs="+", default=["chest_xray_classification", "breast_mammo_classification"])
     cli.add_argument("--images", type=int, default=64, help="approximate number of training images")
     cli.add_argument("--image-size", type=int, default=224)
     cli.add_argument("--batch-size", type=int, default=16)
     cli.add_argument("--repeats", type=int, default=3)
     args = cli.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "data"
-        generate_chestxray14(data, n_patients=max(4, args.images // 2 * 10 // 8), image_size=args.image_size, seed=0)
-        atomic_write_json(data / "datalist.json", load_chestxray14_datalist(data, val_fraction=0.1, seed=0))
-        parser = _parse(data, Path(tmp) / "bundle", args.image_size, args.batch_size)
-        n_images = len(parser.get_parsed_content("train#dataset"))
-        _plain_epoch(parser)  # warm-up: allocator, oneDNN kernels, file cache
-        plain, bundle = [], []
-        for repeat in range(args.repeats):
-            order = (_plain_epoch, _bundle_epoch) if repeat % 2 == 0 else (_bundle_epoch, _plain_epoch)
-            for fn in order:
-                (plain if fn is _plain_epoch else bundle).append(fn(parser))
-        infer = _inference_rate(parser, args.image_size, args.batch_size)
-    p, b = statistics.median(plain), statistics.median(bundle)
-    sys.stdout.write(
-        f"chest_xray_classification densenet121 {args.image_size}px, {n_images} images, batch {args.batch_size}, "
-        f"device {parser.get_parsed_content('device')}\n"
-        f"plain loop epoch  : {p:.2f} s ({n_images / p:.1f} img/s)  runs {[round(t, 2) for t in plain]}\n"
-        f"bundle epoch      : {b:.2f} s ({n_images / b:.1f} img/s)  runs {[round(t, 2) for t in bundle]}\n"
-        f"bundle / plain    : {b / p:.3f} (target <= 1.10)\n"
-        f"inference         : {infer:.1f} img/s\n"
-    )
+    for bundle in args.bundles:
+        sys.stdout.write(measure(bundle, args.images, args.image_size, args.batch_size, args.repeats))
+        sys.stdout.flush()
     return 0
 
 

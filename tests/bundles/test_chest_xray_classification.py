@@ -76,3 +76,19 @@ def test_every_finetune_overlay_trains_one_epoch(tmp_path: Path, chest_dataset: 
     strategy = workflow.parser.get_parsed_content("finetune")
     assert type(strategy).__name__ == json.loads(overlay.read_text())["finetune"]["_target_"].rsplit(".", 1)[1]
     assert workflow.parser.get_parsed_content("train#trainer").state.iteration > 0
+
+
+def test_real_chest_radiograph_through_the_inference_chain() -> None:
+    """RG1_UNCI.dcm (a real PA chest CR, MONOCHROME1, 15-bit) -> the documented network input."""
+    from monai.bundle import ConfigParser
+    from pydicom.data import get_testdata_file
+
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "inference.json"))
+    image = parser.get_parsed_content("preprocessing")({"image": get_testdata_file("RG1_UNCI.dcm")})["image"]
+    meta = json.loads((CONFIGS / "metadata.json").read_text())["network_data_format"]["inputs"]["image"]
+    assert tuple(image.shape) == (meta["num_channels"], *meta["spatial_shape"])
+    assert image.dtype == torch.float32
+    low, high = meta["value_range"]
+    assert low <= float(image.min()) and float(image.max()) <= high
+    assert float(image.std()) > 0.5  # CLAHE + ImageNet normalisation: a real spread, not a flat image
