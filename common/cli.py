@@ -56,6 +56,30 @@ def _prepare_mammography(args: argparse.Namespace) -> None:
     sys.stdout.write(f"wrote {args.output}\n{summarise_datalist(datalist, ['malignant'])}\n")
 
 
+def _prepare_bcss(args: argparse.Namespace) -> None:
+    from common.data import load_bcss_datalist, summarise_bcss_datalist
+    from common.io import atomic_write_json
+
+    # Masks are read once, by the summary, which validates their codes like check_images=True would.
+    datalist = load_bcss_datalist(args.dataset_dir, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
+                                  seed=args.seed, check_images=False)
+    if args.no_check_images:
+        sizes = {split: len(items) for split, items in datalist.items()}
+        summary = f"ROIs per split: {sizes}"
+    else:
+        summary = summarise_bcss_datalist(datalist, args.dataset_dir)
+    atomic_write_json(args.output, datalist)
+    sys.stdout.write(f"wrote {args.output}\n{summary}\n")
+
+
+def _generate_bcss(args: argparse.Namespace) -> None:
+    from common.data import generate_bcss
+
+    root = generate_bcss(args.output_dir, n_patients=args.patients, tiles_per_patient=args.tiles_per_patient,
+                         tile_size=args.tile_size, seed=args.seed)
+    sys.stdout.write(f"wrote a synthetic BCSS-layout dataset to {root}\n")
+
+
 def _generate_mammography(args: argparse.Namespace) -> None:
     from common.data import generate_cbis_ddsm, generate_inbreast
 
@@ -116,6 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
     cbis.add_argument("--no-check-images", action="store_true", help="do not verify every DICOM exists")
     inbreast.add_argument("--test-fraction", type=float, default=0.2, help="patients used for test")
     inbreast.add_argument("--malignant-from", default="4", help="lowest BI-RADS counted malignant (4 = 4a)")
+    bcss = datasets.add_parser("bcss", help="BCSS: rgbs_colorNormalized/ (or images/) + masks/ PNGs, meta/ codes")
+    bcss.add_argument("--dataset-dir", required=True, type=Path, help="the dataset's top folder")
+    bcss.add_argument("--output", required=True, type=Path, help="datalist JSON to write")
+    bcss.add_argument("--val-fraction", type=float, default=0.15, help="patients used for validation")
+    bcss.add_argument("--test-fraction", type=float, default=0.2, help="patients used for test (no official split)")
+    bcss.add_argument("--seed", type=int, default=0, help="seed of the patient-wise split")
+    bcss.add_argument("--no-check-images", action="store_true", help="do not read masks to check their codes")
+    bcss.set_defaults(func=_prepare_bcss)
 
     generate = commands.add_parser("generate-data", help="write synthetic data in a public dataset's layout")
     gen_sets = generate.add_subparsers(dest="dataset", required=True)
@@ -132,6 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
         mammo.add_argument("--image-size", type=int, default=256)
         mammo.add_argument("--seed", type=int, default=0)
         mammo.set_defaults(func=_generate_mammography)
+    histo = gen_sets.add_parser("bcss", help="synthetic H&E tiles and detailed-code masks in the BCSS layout")
+    histo.add_argument("--output-dir", required=True, type=Path)
+    histo.add_argument("--patients", type=int, default=6)
+    histo.add_argument("--tiles-per-patient", type=int, default=2)
+    histo.add_argument("--tile-size", type=int, default=256)
+    histo.add_argument("--seed", type=int, default=0)
+    histo.set_defaults(func=_generate_bcss)
 
     demo = commands.add_parser("demo", help="generate embedded data, train, evaluate and infer (CPU, minutes)")
     demo.add_argument("--output-dir", type=Path, default=Path("demo_output"))

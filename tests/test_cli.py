@@ -16,7 +16,8 @@ from common.cli import main
     "argv",
     [[], ["prepare-data"], ["prepare-data", "chestxray14"], ["prepare-data", "chestmnist"],
      ["prepare-data", "cbis-ddsm"], ["prepare-data", "inbreast"], ["generate-data"], ["generate-data", "chestxray14"],
-     ["generate-data", "cbis-ddsm"], ["generate-data", "inbreast"], ["demo"], ["probe-cutoff"]],
+     ["generate-data", "cbis-ddsm"], ["generate-data", "inbreast"], ["demo"], ["probe-cutoff"],
+     ["prepare-data", "bcss"], ["generate-data", "bcss"]],
     ids=lambda a: " ".join(a) or "top",
 )
 def test_every_command_has_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+from common.data.bcss import (
+    BCSS_DEFAULT_CLASS_MAP,
+    BCSS_GTRUTH_CODES,
+    build_code_lookup,
+    load_bcss_codes,
+    load_bcss_datalist,
+    read_gtruth_codes,
+    summarise_bcss_datalist,
+    validate_bcss_masks,
+)
 from common.data.cbis_ddsm import (
     CBIS_DDSM_CSV_FILES,
     PATHOLOGY_LABELS,
@@ -24,6 +34,7 @@ from common.data.inbreast import BIRADS_VALUES, load_inbreast_datalist, read_inb
 from common.data.splits import check_nonempty_splits, check_patient_disjoint, group_by_split, patient_split
 from common.data.synthetic_cxr import SyntheticCase, generate_chestxray14, render_chest, sample_cases
 from common.data.synthetic_cxr_signs import FINDING_SIGNS
+from common.data.synthetic_histology import generate_bcss
 from common.data.synthetic_mammo import generate_cbis_ddsm, generate_inbreast
 from common.data.synthetic_mammo_render import MammoFinding, render_mammogram
 
@@ -60,4 +71,13 @@ __all__ = [
     "render_mammogram",
     "generate_cbis_ddsm",
     "generate_inbreast",
+    "BCSS_GTRUTH_CODES",
+    "BCSS_DEFAULT_CLASS_MAP",
+    "read_gtruth_codes",
+    "load_bcss_codes",
+    "build_code_lookup",
+    "validate_bcss_masks",
+    "load_bcss_datalist",
+    "summarise_bcss_datalist",
+    "generate_bcss",
 ]

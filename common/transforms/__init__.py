@@ -8,6 +8,7 @@ from common.transforms.clahe import CLAHE, CLAHEd
 from common.transforms.crop_resize import AspectResize, AspectResized, ForegroundCrop, ForegroundCropd
 from common.transforms.dicom_intensity import DicomIntensity, DicomIntensityd
 from common.transforms.labels import MultiLabel, MultiLabeld
+from common.transforms.labels_remap import RemapLabels, RemapLabelsd
 from common.transforms.radiograph import LoadRadiograph, LoadRadiographd, read_radiograph
 
 __all__ = [
@@ -25,6 +26,8 @@ __all__ = [
     "LoadRadiographd",
     "MultiLabel",
     "MultiLabeld",
+    "RemapLabels",
+    "RemapLabelsd",
     "ToImageNetInput",
     "ToImageNetInputd",
     "read_radiograph",

@@ -1,0 +1,363 @@
+"""Adapter for the native BCSS layout (Breast Cancer Semantic Segmentation, TCGA H&E ROIs, Amgad et al. 2019).
+
+The download holds RGB ROIs in ``rgbs_colorNormalized/`` (the download script's ``images/`` is accepted too),
+one mask PNG of the same name per ROI in ``masks/`` and ``meta/gtruth_codes.tsv``. Mask pixels hold the detailed
+codes 0..21 (0 ``outside_roi`` is "don't care", not a class). Masks keep their detailed codes on disk;
+:class:`common.transforms.labels_remap.RemapLabels` groups them at load time with the look-up table from
+:func:`build_code_lookup`, so a bundle can change the grouping without rewriting files. Training masks then read
+0 = ignore (``outside_roi`` and ``exclude``), 1..K = the groups of ``class_map`` in order.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from common.data.splits import (
+    check_nonempty_splits,
+    check_patient_disjoint,
+    group_by_split,
+    patient_split,
+    summarise_datalist,
+)
+from common.errors import ConfigError, DataError
+
+__all__ = [
+    "BCSS_GTRUTH_CODES",
+    "BCSS_IGNORED_LABELS",
+    "BCSS_DEFAULT_CLASS_MAP",
+    "BCSS_IMAGE_FOLDERS",
+    "MASK_FOLDER",
+    "CODES_FILE",
+    "read_gtruth_codes",
+    "compare_gtruth_codes",
+    "load_bcss_codes",
+    "build_code_lookup",
+    "bcss_patient_id",
+    "validate_bcss_masks",
+    "load_bcss_datalist",
+    "summarise_bcss_datalist",
+]
+
+logger = logging.getLogger(__name__)
+
+# meta/gtruth_codes.tsv of github.com/PathologyDataScience/BCSS, verified against the file.
+BCSS_GTRUTH_CODES: dict[str, int] = {
+    "outside_roi": 0, "tumor": 1, "stroma": 2, "lymphocytic_infiltrate": 3, "necrosis_or_debris": 4,
+    "glandular_secretions": 5, "blood": 6, "exclude": 7, "metaplasia_NOS": 8, "fat": 9, "plasma_cells": 10,
+    "other_immune_infiltrate": 11, "mucoid_material": 12, "normal_acinus_or_duct": 13, "lymphatics": 14,
+    "undetermined": 15, "nerve": 16, "skin_adnexa": 17, "blood_vessel": 18, "angioinvasion": 19, "dcis": 20,
+    "other": 21,
+}  # fmt: skip
+BCSS_IGNORED_LABELS = ("outside_roi", "exclude")
+_MAIN = {"tumor", "stroma", "lymphocytic_infiltrate", "plasma_cells", "other_immune_infiltrate", "necrosis_or_debris"}
+# The paper's main groups; the order gives the training class indices 1..5 (0 = ignore).
+BCSS_DEFAULT_CLASS_MAP: dict[str, list[str]] = {
+    "tumor": ["tumor"],
+    "stroma": ["stroma"],
+    "inflammatory": ["lymphocytic_infiltrate", "plasma_cells", "other_immune_infiltrate"],
+    "necrosis": ["necrosis_or_debris"],
+    "other": [name for name in BCSS_GTRUTH_CODES if name not in _MAIN and name not in BCSS_IGNORED_LABELS],
+}
+BCSS_IMAGE_FOLDERS = ("rgbs_colorNormalized", "images")
+MASK_FOLDER, CODES_FILE = "masks", "meta/gtruth_codes.tsv"
+_MASK_MODES = ("L", "P", "I", "I;16")
+_BARCODE = re.compile(r"^(TCGA-[A-Z0-9]{2}-[A-Z0-9]{4})(?![A-Z0-9])", re.IGNORECASE)
+
+
+def _fields(line: str) -> list[str]:
+    fields = [field.strip() for field in re.split(r"[\t,;]", line) if field.strip()]
+    return fields if len(fields) > 1 else line.split()
+
+
+def _code_column(fields: Sequence[str], where: str) -> int | None:
+    """Index of the code column from a header row (None when ``fields`` is a data row)."""
+    if any(field.lstrip("-").isdigit() for field in fields):
+        return None
+    names = [re.sub(r"[^a-z]", "", field.lower()) for field in fields]
+    found = [index for index, name in enumerate(names) if "code" in name or name in {"value", "gt", "id"}]
+    if len(fields) != 2 or len(found) != 1:
+        raise DataError(f"{where}: header {list(fields)}; expected two columns such as 'label<TAB>GT_code'")
+    return found[0]
+
+
+def read_gtruth_codes(path: str | os.PathLike) -> dict[str, int]:
+    """Read a BCSS ``gtruth_codes.tsv``: label name -> mask code.
+
+    Tab, comma, semicolon or space separated; the header (``label  GT_code``, ``Label,code``, ...) may be
+    absent and its columns in either order; blank lines and ``#`` comments are skipped.
+
+    Raises:
+        DataError: missing or empty file, a row without two fields, a code that is not an integer in 0..255,
+            a repeated label or code (naming the file and line).
+
+    Example:
+        >>> read_gtruth_codes("/data/BCSS/meta/gtruth_codes.tsv")["tumor"]  # doctest: +SKIP
+        1
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"BCSS codes file not found: {path}")
+    rows = [(n, _fields(line)) for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1)
+            if line.strip() and not line.lstrip().startswith("#")]  # fmt: skip
+    if not rows:
+        raise DataError(f"{path}: no rows; expected 'label<TAB>GT_code' lines such as 'tumor<TAB>1'")
+    code_at = _code_column(rows[0][1], f"{path}, line {rows[0][0]}")
+    rows = rows[1:] if code_at is not None else rows
+    codes: dict[str, int] = {}
+    for number, fields in rows:
+        where = f"{path}, line {number}"
+        if len(fields) != 2:
+            raise DataError(f"{where}: {len(fields)} field(s) {fields}; expected 2 (label, GT_code)")
+        at = code_at if code_at is not None else (0 if fields[0].isdigit() else 1)
+        label, text = fields[1 - at], fields[at]
+        if not text.isdigit() or int(text) > 255:
+            raise DataError(f"{where}: code {text!r} for {label!r}; expected an integer in 0..255")
+        if label in codes or int(text) in codes.values():
+            raise DataError(f"{where}: label {label!r} or code {text} repeats; each must appear once")
+        codes[label] = int(text)
+    return codes
+
+
+def compare_gtruth_codes(codes: Mapping[str, int], reference: Mapping[str, int] = BCSS_GTRUTH_CODES) -> list[str]:
+    """Differences between a code table and the documented one, one readable line each (empty if equal)."""
+    lines = [f"{label!r} (documented code {code}) is missing" for label, code in reference.items()
+             if label not in codes]  # fmt: skip
+    for label, code in codes.items():
+        if label not in reference:
+            lines.append(f"{label!r} = {code} is not a documented label")
+        elif reference[label] != code:
+            lines.append(f"{label!r} has code {code}, documented {reference[label]}")
+    return lines
+
+
+def load_bcss_codes(dataset_dir: str | os.PathLike) -> dict[str, int]:
+    """The dataset's ``meta/gtruth_codes.tsv`` when present (differences from the documented table are logged
+    as a warning; the file wins), else :data:`BCSS_GTRUTH_CODES`."""
+    path = Path(dataset_dir) / CODES_FILE
+    if not path.is_file():
+        logger.info("BCSS: %s not found; using the documented codes 0..21", path)
+        return dict(BCSS_GTRUTH_CODES)
+    codes = read_gtruth_codes(path)
+    differences = compare_gtruth_codes(codes)
+    if differences:
+        logger.warning("BCSS: %s differs from the documented codes (the file is used): %s", path,
+                       "; ".join(differences))  # fmt: skip
+    return codes
+
+
+def _check_codes(codes: Mapping[str, int]) -> None:
+    bad = {label: code for label, code in codes.items()
+           if isinstance(code, bool) or not isinstance(code, int | np.integer) or not 0 <= code <= 255}  # fmt: skip
+    if bad or len(set(codes.values())) != len(codes):
+        raise ConfigError(f"codes must map each label to a distinct integer in 0..255; got {dict(codes)}")
+
+
+def build_code_lookup(codes: Mapping[str, int], class_map: Mapping[str, Sequence[str]] | None = None) -> np.ndarray:
+    """Look-up table: detailed mask code -> training class (group ``i`` of ``class_map`` -> ``i + 1``, rest -> 0).
+
+    Args:
+        codes: label name -> code, e.g. :func:`read_gtruth_codes` or :data:`BCSS_GTRUTH_CODES`.
+        class_map: group name -> detailed label names; the order gives classes 1..K. Labels in no group
+            (by default ``outside_roi`` and ``exclude``) map to 0, the ignored class. Default
+            :data:`BCSS_DEFAULT_CLASS_MAP`.
+
+    Returns:
+        uint8 array of 256 entries; codes absent from ``codes`` also map to 0 (callers reject them first).
+
+    Raises:
+        ConfigError: an empty or malformed map, an unknown label (with the closest match), a label in two
+            groups, ``outside_roi`` in a group, more than 255 groups, or a malformed code table.
+
+    Example:
+        >>> build_code_lookup(BCSS_GTRUTH_CODES)[[0, 1, 2, 3, 10, 7, 9]].tolist()
+        [0, 1, 2, 3, 3, 0, 5]
+    """
+    _check_codes(codes)
+    class_map = BCSS_DEFAULT_CLASS_MAP if class_map is None else class_map
+    if not isinstance(class_map, Mapping) or not 0 < len(class_map) < 256:
+        raise ConfigError(f"class_map must map 1..255 group names to label lists, got {class_map!r}")
+    lut, group_of = np.zeros(256, dtype=np.uint8), {}
+    for index, (group, labels) in enumerate(class_map.items(), start=1):
+        if isinstance(labels, str) or not isinstance(labels, Sequence) or not labels:
+            raise ConfigError(f"class_map group {group!r} must be a non-empty list of label names, got {labels!r}")
+        for label in labels:
+            if label not in codes:
+                close = difflib.get_close_matches(str(label), list(codes), n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise ConfigError(f"unknown label {label!r} in class_map group {group!r}; {hint}choose from: "
+                                  f"{', '.join(codes)}")  # fmt: skip
+            if label in group_of or codes[label] == 0:
+                where = f"group {group_of[label]!r}" if label in group_of else "the don't-care region (code 0)"
+                raise ConfigError(f"label {label!r} of class_map group {group!r} is already {where}")
+            group_of[label] = group
+            lut[codes[label]] = index
+    return lut
+
+
+def bcss_patient_id(name: str) -> str:
+    """``TCGA-A1-A0SK-DX1_xmin45749_ymin25055_MPP-0.2500.png`` -> ``TCGA-A1-A0SK`` (upper case).
+
+    Raises:
+        DataError: the name does not start with a TCGA barcode.
+    """
+    match = _BARCODE.match(name)
+    if match is None:
+        raise DataError(f"{name}: no TCGA barcode at the start of the file name; expected e.g. TCGA-A1-A0SK-DX1_"
+                        "xmin45749_ymin25055_MPP-0.2500.png (patient = first three fields)")  # fmt: skip
+    return match.group(1).upper()
+
+
+def _png_names(folder: Path) -> dict[str, Path]:
+    return {path.name: path for path in folder.iterdir() if path.suffix.lower() == ".png" and path.is_file()}
+
+
+def _paired_names(root: Path) -> tuple[Path, list[str]]:
+    """The image folder and the sorted names present in both it and ``masks/``."""
+    image_dir = next((root / name for name in BCSS_IMAGE_FOLDERS if (root / name).is_dir()), None)
+    if image_dir is None or not (root / MASK_FOLDER).is_dir():
+        raise DataError(f"BCSS: expected an image folder ({'/ or '.join(BCSS_IMAGE_FOLDERS)}/) and {MASK_FOLDER}/ in "
+                        f"{root}; found "
+                        f"{sorted(p.name for p in root.iterdir()) if root.is_dir() else 'no such folder'}")  # fmt: skip
+    images, masks = _png_names(image_dir), _png_names(root / MASK_FOLDER)
+    lonely = [(f"image(s) in {image_dir} without a mask in {root / MASK_FOLDER}", sorted(set(images) - set(masks))),
+              (f"mask(s) in {root / MASK_FOLDER} without an image in {image_dir}", sorted(set(masks) - set(images)))]
+    problems = [f"{len(names)} {what}, e.g. {names[:3]}" for what, names in lonely if names]
+    if problems:
+        raise DataError("BCSS: images and masks must have matching names: " + "; ".join(problems))
+    if not images:
+        raise DataError(f"BCSS: no .png images in {image_dir}")
+    return image_dir, sorted(images)
+
+
+def _check_sizes(image: Path, mask: Path) -> None:
+    """Compare sizes from the PNG headers (PIL opens lazily: no pixels are decoded)."""
+    with Image.open(image) as rgb, Image.open(mask) as codes:
+        if rgb.size != codes.size:
+            raise DataError(f"BCSS: image {image} is {rgb.size[0]}x{rgb.size[1]} but mask {mask} is "
+                            f"{codes.size[0]}x{codes.size[1]} (width x height); they must match")  # fmt: skip
+        if codes.mode not in _MASK_MODES:
+            raise DataError(f"BCSS: mask {mask} has PIL mode {codes.mode}; expected one channel of codes {_MASK_MODES}")
+
+
+def validate_bcss_masks(
+    mask_paths: Sequence[str | os.PathLike], codes: Mapping[str, int] = BCSS_GTRUTH_CODES
+) -> dict[str, np.ndarray]:
+    """Read every mask and check that each pixel holds a code of the table.
+
+    Returns:
+        Mask path -> pixel count of each code 0..255 (int64 array of 256).
+
+    Raises:
+        DataError: an unreadable or multi-channel mask, or codes outside ``codes`` (naming the file, the
+            codes found and their pixel counts, and the known codes).
+    """
+    known = np.zeros(256, dtype=bool)
+    known[list(codes.values())] = True
+    counts: dict[str, np.ndarray] = {}
+    for path in mask_paths:
+        try:
+            with Image.open(path) as image:
+                values = np.asarray(image)
+        except OSError as err:
+            raise DataError(f"BCSS: cannot read mask {path}: {err}") from err
+        if values.ndim != 2 or values.min(initial=0) < 0 or values.max(initial=0) > 255:
+            raise DataError(f"BCSS: mask {path} has shape {values.shape}, values up to {values.max()}; "
+                            "expected one channel of codes 0..255")  # fmt: skip
+        count = np.bincount(values.ravel().astype(np.int64), minlength=256)
+        unknown = np.flatnonzero((count > 0) & ~known)
+        if unknown.size:
+            found = ", ".join(f"{code} ({count[code]} px)" for code in unknown)
+            raise DataError(f"BCSS: mask {path} holds code(s) {found} not in the code table; known: "
+                            f"{sorted(codes.values())}")  # fmt: skip
+        counts[str(path)] = count
+    return counts
+
+
+def _fractions(val_fraction: float, test_fraction: float) -> dict[str, float]:
+    training = 1.0 - val_fraction - test_fraction
+    if not (0.0 <= val_fraction < 1.0 and 0.0 <= test_fraction < 1.0 and training > 0.0):
+        raise ConfigError(f"val_fraction and test_fraction must lie in [0, 1) and sum to less than 1; "
+                          f"got val_fraction={val_fraction}, test_fraction={test_fraction}")  # fmt: skip
+    return {"training": training, "validation": val_fraction, "test": test_fraction}
+
+
+def load_bcss_datalist(
+    dataset_dir: str | os.PathLike,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    check_images: bool = True,
+) -> dict[str, list[dict[str, Any]]]:
+    """Build a patient-disjoint segmentation datalist from a native BCSS folder (BCSS has no official split).
+
+    Args:
+        dataset_dir: folder holding ``rgbs_colorNormalized/`` (or ``images/``), ``masks/`` and optionally
+            ``meta/gtruth_codes.tsv``.
+        val_fraction: fraction of patients for validation.
+        test_fraction: fraction of patients for test.
+        seed: seed of the patient-wise split.
+        check_images: also read every mask and reject codes missing from the code table. Image / mask sizes
+            are always compared (from the PNG headers).
+
+    Returns:
+        ``{"training": [...], "validation": [...], "test": [...]}``; items are ``{"image":
+        "rgbs_colorNormalized/TCGA-A1-A0SK-DX1_xmin45749_ymin25055_MPP-0.2500.png", "label":
+        "masks/TCGA-A1-A0SK-DX1_xmin45749_ymin25055_MPP-0.2500.png", "patient_id": "TCGA-A1-A0SK"}``.
+
+    Raises:
+        ConfigError: bad fractions.
+        DataError: missing folders, unpaired names, a name without a TCGA barcode, an image / mask size
+            mismatch, a bad codes file, unknown mask codes, or an empty split.
+
+    Example:
+        >>> datalist = load_bcss_datalist("/data/BCSS", val_fraction=0.15, test_fraction=0.2)  # doctest: +SKIP
+    """
+    fractions, root = _fractions(val_fraction, test_fraction), Path(dataset_dir)
+    image_dir, names = _paired_names(root)
+    patients = [bcss_patient_id(name) for name in names]
+    for name in names:
+        _check_sizes(image_dir / name, root / MASK_FOLDER / name)
+    if check_images:
+        validate_bcss_masks([root / MASK_FOLDER / name for name in names], load_bcss_codes(root))
+    items = [{"image": f"{image_dir.name}/{name}", "label": f"{MASK_FOLDER}/{name}", "patient_id": patient}
+             for name, patient in zip(names, patients, strict=True)]  # fmt: skip
+    datalist = group_by_split(items, patient_split(patients, fractions, seed), list(fractions))
+    check_patient_disjoint(datalist)
+    check_nonempty_splits(datalist, {
+        "validation": f"raise val_fraction (now {val_fraction}) or add patients",
+        "test": f"raise test_fraction (now {test_fraction}) or add patients",
+    })  # fmt: skip
+    logger.info("BCSS datalist (%d patients): %s", len(set(patients)), {s: len(v) for s, v in datalist.items()})
+    return datalist
+
+
+def summarise_bcss_datalist(
+    datalist: Mapping[str, Sequence[Mapping[str, Any]]],
+    dataset_dir: str | os.PathLike,
+    class_map: Mapping[str, Sequence[str]] | None = None,
+) -> str:
+    """Per split: images, patients and the share of ROIs showing each class (reads and validates every mask).
+
+    Raises:
+        ConfigError: a bad ``class_map``.
+        DataError: as :func:`validate_bcss_masks`.
+    """
+    root, codes = Path(dataset_dir), load_bcss_codes(dataset_dir)
+    lut = build_code_lookup(codes, class_map)
+    names = list(BCSS_DEFAULT_CLASS_MAP if class_map is None else class_map)
+    presence: dict[str, list[dict[str, Any]]] = {}
+    for split, items in datalist.items():
+        counts = validate_bcss_masks([root / item["label"] for item in items], codes).values()
+        pixels = [np.bincount(lut, weights=count, minlength=len(names) + 1) for count in counts]
+        presence[split] = [{"label": (per_class[1:] > 0).astype(float).tolist(), "patient_id": item["patient_id"]}
+                           for per_class, item in zip(pixels, items, strict=True)]  # fmt: skip
+    return summarise_datalist(presence, names)
