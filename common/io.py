@@ -6,40 +6,51 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_text", "atomic_write_json", "atomic_directory"]
+__all__ = ["atomic_save", "atomic_write_text", "atomic_write_json", "atomic_directory"]
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``.
+def atomic_save(path: str | os.PathLike, save: Callable[[Path], None]) -> Path:
+    """Let ``save`` write a temporary sibling (same extension), then move it onto ``path`` with ``os.replace``.
 
-    Args:
-        path: destination file; parent folders are created.
-        text: the content (UTF-8).
-
-    Returns:
-        The destination path.
+    The extension is kept (``.nii.gz`` included) so writers that pick a format from the name still work.
+    If ``save`` raises, the temporary file is removed and ``path`` is unchanged.
 
     Example:
-        >>> atomic_write_text("/tmp/x.txt", "hello")  # doctest: +SKIP
+        >>> atomic_save("/tmp/mask.png", lambda tmp: PIL.Image.fromarray(mask).save(tmp))  # doctest: +SKIP
     """
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    extension = ".nii.gz" if dest.name.lower().endswith(".nii.gz") else dest.suffix
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{extension}", dir=dest.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        save(Path(tmp))
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return dest
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically, flushed to disk before the rename.
+
+    Example:
+        >>> atomic_write_text("/tmp/x.txt", "hello")  # doctest: +SKIP
+    """
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    return atomic_save(path, write)
 
 
 def atomic_write_json(path: str | os.PathLike, data: Any, indent: int = 2) -> Path:

@@ -5,5 +5,14 @@ from __future__ import annotations
 from common.engines.auc_metric import MultilabelAUC
 from common.engines.collect import PredictionCollector, ProbabilityCSVWriter
 from common.engines.report import ClassificationReportHandler
+from common.engines.segmentation import MeanDice, SegmentationMaskWriter, SegmentationReportHandler
 
-__all__ = ["ClassificationReportHandler", "MultilabelAUC", "PredictionCollector", "ProbabilityCSVWriter"]
+__all__ = [
+    "ClassificationReportHandler",
+    "MeanDice",
+    "MultilabelAUC",
+    "PredictionCollector",
+    "ProbabilityCSVWriter",
+    "SegmentationMaskWriter",
+    "SegmentationReportHandler",
+]

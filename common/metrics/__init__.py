@@ -1,4 +1,4 @@
-"""Multi-label classification metrics (AUC with bootstrap CIs, thresholds, confusion counts) and the report."""
+"""Evaluation metrics and reports: multi-label classification (AUC, thresholds) and segmentation (Dice, IoU, HD95)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,23 @@ from common.metrics.report import (
     plot_roc_curves,
     write_classification_report,
 )
+from common.metrics.segmentation import (
+    compute_segmentation_metrics,
+    confusion_matrix,
+    dice_iou_from_confusion,
+    hd95,
+    hd95_per_class,
+    labels_from_scores,
+    segmentation_metrics_from_confusion,
+)
+from common.metrics.segmentation_report import (
+    colorize_labels,
+    format_segmentation_table,
+    plot_segmentation_confusion,
+    plot_segmentation_overlay,
+    segmentation_palette,
+    write_segmentation_report,
+)
 
 __all__ = [
     "bootstrap_auc_ci",
@@ -28,4 +45,17 @@ __all__ = [
     "plot_confusion_matrices",
     "plot_roc_curves",
     "write_classification_report",
+    "compute_segmentation_metrics",
+    "confusion_matrix",
+    "dice_iou_from_confusion",
+    "hd95",
+    "hd95_per_class",
+    "labels_from_scores",
+    "segmentation_metrics_from_confusion",
+    "colorize_labels",
+    "format_segmentation_table",
+    "plot_segmentation_confusion",
+    "plot_segmentation_overlay",
+    "segmentation_palette",
+    "write_segmentation_report",
 ]
