@@ -10,6 +10,7 @@ from common.transforms.dicom_intensity import DicomIntensity, DicomIntensityd
 from common.transforms.labels import MultiLabel, MultiLabeld
 from common.transforms.labels_remap import RemapLabels, RemapLabelsd
 from common.transforms.radiograph import LoadRadiograph, LoadRadiographd, read_radiograph
+from common.transforms.stain import RandHEDJitter, RandHEDJitterd
 
 __all__ = [
     "CLAHE",
@@ -26,6 +27,8 @@ __all__ = [
     "LoadRadiographd",
     "MultiLabel",
     "MultiLabeld",
+    "RandHEDJitter",
+    "RandHEDJitterd",
     "RemapLabels",
     "RemapLabelsd",
     "ToImageNetInput",
