@@ -4,8 +4,8 @@ MONAI has colour transforms for intensity and histograms but none in stain space
 colour deconvolution uses scikit-image's Ruifrok & Johnston (2001) stain matrices (``hed_from_rgb`` /
 ``rgb_from_hed``) on optical densities directly, without ``rgb2hed``'s clipping of negative stain values,
 so that zero jitter is an exact round trip. Each stain channel is scaled by ``1 + U(-sigma, sigma)`` and
-shifted by ``U(-bias, bias)``: the augmentation of Tellez et al. (2018, "Whole-slide mitosis detection in H&E breast histology using PHH3 as
-a reference to train distilled stain-invariant convolutional networks").
+shifted by ``U(-bias, bias)``: the augmentation of Tellez et al. 2018 ("Whole-slide mitosis detection in
+H&E breast histology using PHH3 as a reference to train distilled stain-invariant convolutional networks").
 """
 
 from __future__ import annotations
