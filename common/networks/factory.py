@@ -1,4 +1,4 @@
-"""Build a classifier: a torchvision backbone whose head outputs ``num_classes`` logits."""
+"""Build a classifier: a registered backbone whose head outputs ``num_classes`` logits."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ def build_classifier(arch: str = "densenet121", num_classes: int = 14) -> nn.Mod
     definition is the same in train.json and inference.json. The network returns logits.
 
     Args:
-        arch: one of :data:`common.networks.ARCHITECTURES` (densenet121, resnet18, resnet50, vgg19, swin_t).
+        arch: one of :data:`common.networks.ARCHITECTURES` (densenet121, resnet18, resnet50, vgg19, swin_t,
+            efficientnet_lite0).
         num_classes: number of output logits (14 for ChestX-ray14).
 
     Example:
@@ -36,7 +37,7 @@ def build_classifier(arch: str = "densenet121", num_classes: int = 14) -> nn.Mod
     if int(num_classes) < 1:
         raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
     spec = get_arch(arch)
-    model = spec.builder(weights=None)
+    model = spec.builder()
     parent_name, _, attr = spec.head.rpartition(".")
     parent = get_submodule_name(model, parent_name) if parent_name else model
     old = getattr(parent, attr) if not attr.isdigit() else parent[int(attr)]

@@ -3,11 +3,11 @@
 Feature caching (:mod:`common.finetune.feature_cache`) runs the frozen part of a network once per image
 and trains the rest on the stored output. That needs a forward pass that *starts* at an intermediate
 point, which only exists where the network is a plain sequence of modules: between two entries of
-this chain. Each registered torchvision classifier's ``forward`` is written out here as its chain
-(functional steps such as ``torch.flatten`` become parameter-free modules); ``nn.Sequential`` containers
-whose ``forward`` is the stock one are expanded into their children, so ``layer3.1`` of a ResNet or
-``features.denseblock4`` of a DenseNet are cut points, while a layer *inside* a dense block or a residual
-block is not (its output is not the input of the rest of the network).
+this chain. The ``forward`` of each registered classifier (torchvision's, MONAI's EfficientNet) is written
+out here as its chain (functional steps such as ``torch.flatten`` become parameter-free modules);
+``nn.Sequential`` containers whose ``forward`` is the stock one are expanded into their children, so
+``layer3.1`` of a ResNet or ``features.denseblock4`` of a DenseNet are cut points, while a layer *inside* a
+dense block or a residual block is not (its output is not the input of the rest of the network).
 
 Running the chain in order gives bit-identical outputs to ``model(x)`` (tested for every architecture).
 """
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch.nn as nn
 import torchvision.models as tvm
+from monai.networks.nets import EfficientNet
 from torchvision.ops import StochasticDepth
 
 from common.errors import ConfigError
@@ -69,11 +70,21 @@ def _swin(m: tvm.SwinTransformer) -> Chain:
     return [(n, m.get_submodule(n)) for n in names]
 
 
+def _efficientnet(m: EfficientNet) -> Chain:
+    # MONAI EfficientNet.forward: padded stem conv -> bn -> act -> blocks -> padded head conv -> bn -> act -> pool
+    # -> flatten -> dropout -> fc. The activation module is shared by stem and head, as in forward.
+    names = ("_conv_stem_padding", "_conv_stem", "_bn0", "_swish", "_blocks", "_conv_head_padding", "_conv_head",
+             "_bn1", "_swish", "_avg_pooling")
+    return [*((n, m.get_submodule(n)) for n in names), ("<flatten>", nn.Flatten(1)), ("_dropout", m._dropout),
+            ("_fc", m._fc)]
+
+
 _CHAINS: list[tuple[type, Callable[..., Chain]]] = [
     (tvm.DenseNet, _densenet),
     (tvm.ResNet, _resnet),
     (tvm.VGG, _vgg),
     (tvm.SwinTransformer, _swin),
+    (EfficientNet, _efficientnet),
 ]
 
 
@@ -96,7 +107,7 @@ def sequential_chain(model: nn.Module) -> Chain:
     other entry is ``model``'s own submodule (shared, not copied), so training a chain entry trains the model.
 
     Raises:
-        ConfigError: ``model`` is not a registered torchvision classifier, or the chain misses a parameter.
+        ConfigError: ``model`` is not a registered classifier, or the chain misses a parameter.
 
     Example:
         >>> [n for n, _ in sequential_chain(tvm.resnet18())][-3:]
@@ -158,7 +169,7 @@ def split_sequential(model: nn.Module, frozen: list[str] | set[str]) -> Sequenti
     pooling, flatten) follow into the trunk, dropout and stochastic depth stay in the top.
 
     Args:
-        model: a registered torchvision classifier (see :func:`sequential_chain`).
+        model: a registered classifier (see :func:`sequential_chain`).
         frozen: parameter names of the part to cut off; must be every parameter of a prefix of the chain.
 
     Example:

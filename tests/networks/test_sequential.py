@@ -30,7 +30,8 @@ def test_running_the_chain_equals_forward_bit_for_bit(classifier: tuple[str, tor
 
 
 LP_TOP = {"densenet121": ("classifier",), "resnet18": ("fc",), "resnet50": ("fc",), "swin_t": ("head",),
-          "vgg19": ("classifier.5", "classifier.6")}  # VGG's dropout before the head stays trainable-side
+          "vgg19": ("classifier.5", "classifier.6"),  # VGG's dropout before the head stays trainable-side
+          "efficientnet_lite0": ("_dropout", "_fc")}
 
 
 def test_linear_probe_split_keeps_only_the_head_on_top(classifier: tuple[str, torch.nn.Module]) -> None:
