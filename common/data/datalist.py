@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ def load_datalist(
     base_dir: str | os.PathLike | None = None,
     num_classes: int | None = None,
     check_images: bool = True,
+    path_keys: Sequence[str] = ("image",),
 ) -> list[dict[str, Any]]:
     """Load split ``key`` of a datalist JSON with image paths made absolute against ``base_dir``.
 
@@ -29,7 +31,9 @@ def load_datalist(
         base_dir: folder the relative image paths start from (the bundle's ``dataset_dir``);
             defaults to the datalist's folder.
         num_classes: when given, every item's ``label`` must have this many values.
-        check_images: verify that every image file exists before training starts.
+        check_images: verify that every file named under ``path_keys`` exists before training starts.
+        path_keys: item keys holding file paths relative to ``base_dir`` (``["image", "label"]`` for
+            segmentation, whose labels are mask files).
 
     Raises:
         DataError: missing or unreadable file, missing or empty split, bad label length, missing images.
@@ -61,9 +65,9 @@ def load_datalist(
         if num_classes is not None and "label" in item and len(item["label"]) != num_classes:
             found = len(item["label"])
             raise DataError(f"{file}: {key}[{index}] ({item['image']}) has {found} label values, want {num_classes}")
-        out.append({**item, "image": str(base / item["image"])})
+        out.append({**item, **{k: str(base / item[k]) for k in path_keys if isinstance(item.get(k), str)}})
     if check_images:
-        missing = [it["image"] for it in out if not os.path.isfile(it["image"])]
+        missing = [it[k] for it in out for k in path_keys if isinstance(it.get(k), str) and not os.path.isfile(it[k])]
         if missing:
             raise DataError(f"{file}: {len(missing)} image(s) of split {key!r} not found, e.g. {missing[:3]}")
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from common.networks.factory import build_classifier
+from common.networks.layer_groups import LayerGroup, encoder_modules, layer_groups
 from common.networks.registry import ARCHITECTURES, ArchSpec, get_arch
 from common.networks.weights import (
     TransferReport,
@@ -14,6 +15,9 @@ from common.networks.weights import (
 )
 
 __all__ = [
+    "LayerGroup",
+    "encoder_modules",
+    "layer_groups",
     "ARCHITECTURES",
     "ArchSpec",
     "TransferReport",

@@ -18,7 +18,7 @@ from monai.networks import nets as monai_nets
 
 from common.errors import ConfigError
 
-__all__ = ["LayerGroup", "layer_groups", "group_parameters", "find_groups", "head_group"]
+__all__ = ["LayerGroup", "encoder_modules", "find_groups", "group_parameters", "head_group", "layer_groups"]
 
 
 @dataclass(frozen=True)
@@ -146,3 +146,12 @@ def head_group(model: nn.Module) -> LayerGroup:
 def group_parameters(model: nn.Module, group: LayerGroup) -> list[tuple[str, nn.Parameter]]:
     """``(name, parameter)`` pairs of ``group`` in ``model``, in registration order."""
     return [(n, p) for n, p in model.named_parameters() if group.owns(n)]
+
+
+def encoder_modules(model: nn.Module) -> list[str]:
+    """Module names of the encoder: every layer group except ``decoder*`` ones and the ``head``.
+
+    Used as the part of a segmentation network that a ``pretrained`` source must fill (the decoder and
+    head are task-specific and may stay at their initialisation).
+    """
+    return [m for g in layer_groups(model) if g.name != "head" and not g.name.startswith("decoder") for m in g.modules]

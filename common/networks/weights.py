@@ -136,18 +136,28 @@ def resolve_state_dict(source: str, arch: str) -> dict[str, torch.Tensor] | None
     return read_state_dict(source)
 
 
-def load_pretrained(network: nn.Module, pretrained: str, arch: str, head: str | None = None) -> TransferReport:
+def load_pretrained(
+    network: nn.Module,
+    pretrained: str,
+    arch: str,
+    head: str | None = None,
+    required: list[str] | None = None,
+) -> TransferReport:
     """Load ``pretrained`` into ``network`` by parameter name and report what happened.
 
     Only keys under ``head`` (default: the architecture's classifier head) may be missing or differ in
     shape: the head is the task-specific layer. Anything else missing, mismatched or a source that
-    leaves most of the network untouched raises, so weights are never dropped silently.
+    leaves most of the network untouched raises, so weights are never dropped silently. A segmentation
+    network whose source fills only the encoder names it with ``required`` instead: then exactly the keys
+    under those modules must transfer, and the rest (decoder, head) may keep its initialisation.
 
     Args:
         network: the model built by :func:`common.networks.build_classifier`.
         pretrained: the weight source (see module docstring).
         arch: architecture name, used for the ImageNet file and key fixes.
         head: dotted module name of the head; defaults to the registry's head for ``arch``.
+        required: module names whose every tensor must transfer (e.g.
+            :func:`common.networks.layer_groups.encoder_modules`); replaces the head rule when given.
 
     Returns:
         The :class:`TransferReport` (also logged).
@@ -160,7 +170,8 @@ def load_pretrained(network: nn.Module, pretrained: str, arch: str, head: str | 
     if state is None:
         logger.info("pretrained='none': %s keeps its random initialisation", arch)
         return report
-    head = head if head is not None else get_arch(arch).head
+    if required is None:
+        head = head if head is not None else get_arch(arch).head
     if isinstance(network, nn.DataParallel | nn.parallel.DistributedDataParallel):
         network = network.module
     target = network.state_dict()
@@ -175,13 +186,18 @@ def load_pretrained(network: nn.Module, pretrained: str, arch: str, head: str | 
             report.loaded.append(key)
     report.unexpected = [k for k in state if k not in target]
 
-    def outside_head(keys: list[str]) -> list[str]:
-        return [k for k in keys if not k.startswith(head + ".") and not k.endswith(_IGNORABLE_MISSING)]
+    def must_load(key: str) -> bool:
+        if key.endswith(_IGNORABLE_MISSING):
+            return False
+        if required is not None:
+            return any(key.startswith(m + ".") for m in required)
+        return not key.startswith(f"{head}.")
 
-    bad = outside_head(report.missing) + outside_head(report.mismatched)
+    bad = [k for k in report.missing + report.mismatched if must_load(k)]
     if bad:
+        scope = f"in {len(required)} required modules" if required is not None else f"outside the head {head!r}"
         raise WeightsError(
-            f"weights from {pretrained} do not fit {arch} outside the head {head!r}: {len(bad)} tensors would "
+            f"weights from {pretrained} do not fit {arch} {scope}: {len(bad)} tensors would "
             f"stay untrained ({', '.join(bad[:5])} ...); {report.summary()}"
         )
     network.load_state_dict(to_load, strict=False)

@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 from monai.bundle import ConfigWorkflow
 
-from common.data import generate_cbis_ddsm, generate_chestxray14, load_cbis_ddsm_datalist, load_chestxray14_datalist
+from common.data import (
+    generate_bcss,
+    generate_cbis_ddsm,
+    generate_chestxray14,
+    load_bcss_datalist,
+    load_cbis_ddsm_datalist,
+    load_chestxray14_datalist,
+)
 from common.io import atomic_write_json
 
 REPO = Path(__file__).resolve().parents[2]
@@ -18,6 +25,8 @@ SCHEMA = REPO.parent / "shared" / "monai" / "meta_schema_20240725.json"
 
 # bundle name -> (dataset fixture, image size used in tests)
 BUNDLE_DATA = {"chest_xray_classification": ("chest_dataset", 32), "breast_mammo_classification": ("mammo_dataset", 64)}
+SEGMENTATION_BUNDLES = ["breast_histology_segmentation_unet", "breast_histology_segmentation_swin_unetr"]
+ALL_BUNDLES = [*BUNDLE_DATA, *SEGMENTATION_BUNDLES]
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +44,15 @@ def mammo_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("cbis_ddsm")
     generate_cbis_ddsm(root, n_patients=16, image_size=96, seed=2)
     atomic_write_json(root / "datalist.json", load_cbis_ddsm_datalist(root, val_fraction=0.3, seed=0))
+    return root
+
+
+@pytest.fixture(scope="session")
+def histo_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Synthetic H&E tiles (96 px) with BCSS-coded masks in the BCSS layout, plus datalist.json."""
+    root = tmp_path_factory.mktemp("bcss")
+    generate_bcss(root, n_patients=6, tiles_per_patient=2, tile_size=96, seed=0)
+    atomic_write_json(root / "datalist.json", load_bcss_datalist(root, val_fraction=0.2, test_fraction=0.2, seed=0))
     return root
 
 

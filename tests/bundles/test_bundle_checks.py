@@ -1,4 +1,5 @@
-"""Checks every bundle passes: MONAI's own verifications, config consistency, train -> evaluate -> infer."""
+"""Checks every bundle passes (MONAI's own verifications, config consistency) and the classifiers'
+train -> evaluate -> infer run; the segmentation bundles' runs are in test_histology_segmentation.py."""
 
 from __future__ import annotations
 
@@ -12,9 +13,15 @@ import pytest
 import torch
 from monai.bundle import ConfigParser, ckpt_export, verify_metadata, verify_net_in_out
 
-from tests.bundles.conftest import BUNDLE_DATA, BUNDLES, SCHEMA, run_workflow, tiny_overrides
+from tests.bundles.conftest import ALL_BUNDLES, BUNDLE_DATA, BUNDLES, SCHEMA, run_workflow, tiny_overrides
 
 NAMES = list(BUNDLE_DATA)
+
+
+def _class_names(name: str) -> list[str]:
+    parser = ConfigParser()
+    parser.read_config(str(_configs(name) / "train.json"))
+    return list(parser.get_parsed_content("class_names"))
 
 
 def _configs(name: str) -> Path:
@@ -37,7 +44,7 @@ def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 def test_train_evaluate_infer(trained: tuple[str, Path, Path], tmp_path: Path) -> None:
     name, root, dataset = trained
     size = BUNDLE_DATA[name][1]
-    classes = json.loads((root / "configs" / "train.json").read_text())["class_names"]
+    classes = _class_names(name)
     state = torch.load(root / "models" / "model.pt", map_location="cpu", weights_only=True)
     assert state  # CheckpointSaver kept the best model
     run_workflow(root / "configs", ["train.json", "evaluate.json"], "eval",
@@ -69,31 +76,31 @@ def test_ckpt_export_torchscript(trained: tuple[str, Path, Path], tmp_path: Path
     ckpt_export(net_id="network_def", filepath=str(out), ckpt_file=str(root / "models" / "model.pt"),
                 meta_file=str(configs / "metadata.json"), config_file=str(configs / "inference.json"),
                 bundle_root=str(root), input_shape=[1, 3, size, size], use_trace=True)
-    classes = json.loads((configs / "train.json").read_text())["class_names"]
+    classes = _class_names(name)
     assert torch.jit.load(str(out))(torch.zeros(1, 3, size, size)).shape == (1, len(classes))
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ALL_BUNDLES)
 @pytest.mark.skipif(not SCHEMA.is_file(), reason="../shared/monai schema absent (it lies beside the repo in CI only)")
 def test_verify_metadata(name: str) -> None:
     verify_metadata(meta_file=str(_configs(name) / "metadata.json"), filepath=str(SCHEMA))
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ALL_BUNDLES)
 def test_verify_net_in_out(name: str) -> None:
     verify_net_in_out(net_id="network_def", meta_file=str(_configs(name) / "metadata.json"),
                       config_file=str(_configs(name) / "inference.json"), device="cpu")
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ALL_BUNDLES)
 def test_metadata_channel_def_matches_class_names(name: str) -> None:
     meta = json.loads((_configs(name) / "metadata.json").read_text())
-    classes = json.loads((_configs(name) / "train.json").read_text())["class_names"]
+    classes = _class_names(name)
     channel_def = meta["network_data_format"]["outputs"]["pred"]["channel_def"]
     assert [channel_def[str(i)] for i in range(len(channel_def))] == classes
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ALL_BUNDLES)
 def test_inference_repeats_train_definitions(name: str) -> None:
     train = json.loads((_configs(name) / "train.json").read_text())
     inference = json.loads((_configs(name) / "inference.json").read_text())
@@ -124,7 +131,7 @@ def test_inference_preprocessing_equals_validation(name: str, request: pytest.Fi
 
 
 @pytest.mark.parametrize("config", ["train.json", "evaluate.json", "inference.json", "multi_gpu_train.json"])
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ALL_BUNDLES)
 def test_every_reference_resolves(name: str, config: str) -> None:
     files = [config] if config in ("train.json", "inference.json") else ["train.json", config]
     parser = ConfigParser()

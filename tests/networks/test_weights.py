@@ -120,3 +120,22 @@ def test_factory_replaces_the_head(arch: str, head: str, features: int) -> None:
 def test_unknown_architecture_lists_the_valid_ones() -> None:
     with pytest.raises(ConfigError, match="unknown architecture 'densenet'; choose from: densenet121"):
         build_classifier("densenet", 2)
+
+
+def test_required_modules_replace_the_head_rule(tmp_path: Path) -> None:
+    from monai.networks.nets import UNet
+
+    from common.networks.layer_groups import encoder_modules
+
+    source = UNet(2, 3, 4, (8, 16, 32), (2, 2))
+    encoder = encoder_modules(source)
+    torch.save({k: v for k, v in source.state_dict().items() if k.startswith(tuple(m + "." for m in encoder))},
+               tmp_path / "encoder.pt")
+    target = UNet(2, 3, 6, (8, 16, 32), (2, 2))
+    report = load_pretrained(target, str(tmp_path / "encoder.pt"), "unet", required=encoder)
+    assert report.loaded and all(k.startswith(tuple(m + "." for m in encoder)) for k in report.loaded)
+    assert report.missing  # the decoder and head keep their initialisation
+    partial = {k: v for k, v in source.state_dict().items() if k.startswith(encoder[0] + ".")}
+    torch.save(partial, tmp_path / "partial.pt")
+    with pytest.raises(WeightsError, match="required modules"):
+        load_pretrained(target, str(tmp_path / "partial.pt"), "unet", required=encoder)
