@@ -92,3 +92,17 @@ def test_real_chest_radiograph_through_the_inference_chain() -> None:
     low, high = meta["value_range"]
     assert low <= float(image.min()) and float(image.max()) <= high
     assert float(image.std()) > 0.5  # CLAHE + ImageNet normalisation: a real spread, not a flat image
+
+
+def test_efficientnet_lite0_with_real_imagenet_weights(tmp_path: Path, chest_dataset: Path) -> None:
+    """`--arch efficientnet_lite0 --pretrained imagenet`: genuine ImageNet weights, offline, through the bundle."""
+    shutil.copytree(CONFIGS, tmp_path / "configs")
+    overrides = {**tiny_overrides(tmp_path, chest_dataset), "arch": "efficientnet_lite0", "pretrained": "imagenet"}
+    workflow = run_workflow(tmp_path / "configs", ["train.json"], "train", **{**overrides, "learning_rate": 0.0})
+    network = workflow.parser.get_parsed_content("network")
+    from common.networks.efficientnet_lite import lite0_state_dict
+
+    reference = lite0_state_dict()
+    state = network.state_dict()
+    assert torch.equal(state["_conv_stem.weight"], reference["_conv_stem.weight"])  # lr 0: weights as loaded
+    assert state["_fc.weight"].shape == (14, 1280)
