@@ -20,7 +20,14 @@ from pathlib import Path
 import torch
 from monai.bundle import ConfigParser
 
-from common.data import generate_cbis_ddsm, generate_chestxray14, load_cbis_ddsm_datalist, load_chestxray14_datalist
+from common.data import (
+    generate_bcss,
+    generate_cbis_ddsm,
+    generate_chestxray14,
+    load_bcss_datalist,
+    load_cbis_ddsm_datalist,
+    load_chestxray14_datalist,
+)
 from common.io import atomic_write_json
 
 BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
@@ -31,6 +38,9 @@ def _make_data(bundle: str, root: Path, n_images: int, image_size: int) -> None:
     if bundle == "chest_xray_classification":
         generate_chestxray14(root, n_patients=max(4, n_images * 10 // 16), image_size=image_size, seed=0)
         datalist = load_chestxray14_datalist(root, val_fraction=0.1, seed=0)
+    elif bundle.startswith("breast_histology"):
+        generate_bcss(root, n_patients=max(4, n_images // 4), tiles_per_patient=2, tile_size=image_size, seed=0)
+        datalist = load_bcss_datalist(root, val_fraction=0.15, test_fraction=0.15, seed=0)
     else:
         generate_cbis_ddsm(root, n_patients=max(4, n_images // 3), image_size=max(image_size, 256), seed=0)
         datalist = load_cbis_ddsm_datalist(root, val_fraction=0.1, seed=0)
@@ -40,8 +50,9 @@ def _make_data(bundle: str, root: Path, n_images: int, image_size: int) -> None:
 def _parse(bundle: str, dataset_dir: Path, out_dir: Path, image_size: int, batch_size: int) -> ConfigParser:
     parser = ConfigParser()
     parser.read_config(str(BUNDLES / bundle / "configs" / "train.json"))
+    size_key = "patch_size" if bundle.startswith("breast_histology") else "image_size"
     parser.update({"bundle_root": str(out_dir), "dataset_dir": str(dataset_dir), "pretrained": "none",
-                   "image_size": image_size, "batch_size": batch_size, "epochs": 1, "num_workers": 2,
+                   size_key: image_size, "batch_size": batch_size, "epochs": 1, "num_workers": 2,
                    "val_interval": 10**6})
     return parser
 
@@ -79,6 +90,18 @@ def _inference_rate(parser: ConfigParser, image_size: int, batch_size: int, repe
     return repeats * batch_size / (time.perf_counter() - start)
 
 
+def _sliding_window_rate(parser: ConfigParser, region: int = 1024) -> float:
+    """Megapixels/s of the bundle's own sliding-window inferer over a ``region`` x ``region`` image."""
+    network, inferer = parser.get_parsed_content("network").eval(), parser.get_parsed_content("validate#inferer")
+    x = torch.randn(1, 3, region, region, device=parser.get_parsed_content("device"))
+    with torch.no_grad():
+        start = time.perf_counter()
+        out = inferer(x, network)
+    if tuple(out.shape[-2:]) != (region, region):
+        raise RuntimeError(f"sliding window returned {tuple(out.shape)} for a {region} px region")
+    return region * region / 1e6 / (time.perf_counter() - start)
+
+
 def measure(bundle: str, n_images: int, image_size: int, batch_size: int, repeats: int) -> str:
     """Plain loop vs bundle trainer epochs (alternating order, median) and inference rate; returns a report."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -92,7 +115,8 @@ def measure(bundle: str, n_images: int, image_size: int, batch_size: int, repeat
             order = (_plain_epoch, _bundle_epoch) if repeat % 2 == 0 else (_bundle_epoch, _plain_epoch)
             for fn in order:
                 (plain if fn is _plain_epoch else trainer).append(fn(parser))
-        infer = _inference_rate(parser, image_size, batch_size)
+        segmentation = bundle.startswith("breast_histology")
+        infer = _sliding_window_rate(parser) if segmentation else _inference_rate(parser, image_size, batch_size)
         arch, device = parser.get_parsed_content("arch"), parser.get_parsed_content("device")
     p, b = statistics.median(plain), statistics.median(trainer)
     return (
@@ -100,13 +124,15 @@ def measure(bundle: str, n_images: int, image_size: int, batch_size: int, repeat
         f"  plain loop epoch : {p:.2f} s ({n / p:.1f} img/s)  runs {[round(t, 2) for t in plain]}\n"
         f"  bundle epoch     : {b:.2f} s ({n / b:.1f} img/s)  runs {[round(t, 2) for t in trainer]}\n"
         f"  bundle / plain   : {b / p:.3f} (target <= 1.10)\n"
-        f"  inference        : {infer:.1f} img/s\n"
-    )
+    ) + (f"  sliding window   : {infer:.2f} megapixels/s (1024 px region)\n" if segmentation
+         else f"  inference        : {infer:.1f} img/s\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     cli = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    cli.add_argument("--bundles", nargs="+", default=["chest_xray_classification", "breast_mammo_classification"])
+    cli.add_argument("--bundles", nargs="+", default=["chest_xray_classification", "breast_mammo_classification",
+                                                        "breast_histology_segmentation_unet",
+                                                        "breast_histology_segmentation_swin_unetr"])
     cli.add_argument("--images", type=int, default=64, help="approximate number of training images")
     cli.add_argument("--image-size", type=int, default=224)
     cli.add_argument("--batch-size", type=int, default=16)
@@ -114,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     for bundle in args.bundles:
-        sys.stdout.write(measure(bundle, args.images, args.image_size, args.batch_size, args.repeats))
+        # Segmentation bundles train on patches: image_size is their patch size (256 is divisible by 32).
+        size = 256 if bundle.startswith("breast_histology") and args.image_size == 224 else args.image_size
+        sys.stdout.write(measure(bundle, args.images, size, args.batch_size, args.repeats))
         sys.stdout.flush()
     return 0
 

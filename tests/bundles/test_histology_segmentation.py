@@ -90,3 +90,21 @@ def test_encoder_transfer_from_another_bundle_checkpoint(trained: tuple[str, Pat
     workflow = run_workflow(target / "configs", ["train.json"], "train", **{**overrides, "epochs": 1})
     network = workflow.parser.get_parsed_content("network")
     assert network is not None and (target / "models" / "model.pt").is_file()
+
+
+def test_real_histology_tile_through_inference(trained: tuple[str, Path], tmp_path: Path) -> None:
+    """scikit-image's immunohistochemistry() (a real 512 x 512 stained tissue tile) through inference.json."""
+    from skimage.data import immunohistochemistry
+
+    name, root = trained
+    tiles = tmp_path / "tiles"
+    tiles.mkdir()
+    tile = immunohistochemistry()[:200, :300]  # non-square and not a multiple of the 64 px window
+    Image.fromarray(tile).save(tiles / "ihc.png")
+    shared = tmp_path / "bundle"
+    shutil.copytree(root / "configs", shared / "configs")
+    shutil.copytree(root / "models", shared / "models")
+    run_workflow(shared / "configs", ["inference.json"], "infer", bundle_root=str(shared), dataset_dir=str(tiles),
+                 patch_size=64, feature_size=12, num_workers=0, sw_batch_size=2)
+    mask = np.asarray(Image.open(shared / "predictions" / "ihc.png"))
+    assert mask.shape == tile.shape[:2] and set(np.unique(mask)) <= {1, 2, 3, 4, 5}
