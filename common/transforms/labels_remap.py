@@ -17,7 +17,7 @@ from monai.config.type_definitions import NdarrayOrTensor
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends, convert_data_type, convert_to_dst_type
 
-from common.data.bcss import BCSS_DEFAULT_CLASS_MAP, BCSS_GTRUTH_CODES, build_code_lookup, read_gtruth_codes
+from common.data.bcss_codes import BCSS_DEFAULT_CLASS_MAP, BCSS_GTRUTH_CODES, build_code_lookup, read_gtruth_codes
 from common.errors import ConfigError, DataError
 
 __all__ = ["RemapLabels", "RemapLabelsd"]
