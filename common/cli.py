@@ -35,8 +35,9 @@ def _prepare_chestmnist(args: argparse.Namespace) -> None:
     from common.io import atomic_write_json
 
     output = Path(args.output)
-    datalist = load_chestmnist_datalist(args.npz, output.parent)
-    atomic_write_json(output, datalist)
+    datalist = load_chestmnist_datalist(args.npz, output.parent)  # also writes output.parent/datalist.json
+    if output.resolve() != (output.parent / "datalist.json").resolve():
+        atomic_write_json(output, datalist)
     sys.stdout.write(f"wrote {output} (images under {output.parent / 'images'})\n"
                      f"{summarise_datalist(datalist, CHESTXRAY14_FINDINGS)}\n")
 

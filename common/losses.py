@@ -38,7 +38,11 @@ class MaskedBCEWithLogitsLoss(nn.Module):
         if not bool(known.any()):
             return logits.sum() * 0.0
         losses = F.binary_cross_entropy_with_logits(
-            logits, torch.nan_to_num(target), pos_weight=self.pos_weight, reduction="none"
+            logits,
+            torch.nan_to_num(target),
+            # A loss module is not moved with the network: follow the logits' device and dtype.
+            pos_weight=None if self.pos_weight is None else self.pos_weight.to(logits.device, logits.dtype),
+            reduction="none",
         )
         return losses[known].mean()
 

@@ -44,8 +44,8 @@ def load_datalist(
     file = Path(datalist)
     if not file.is_file():
         raise DataError(
-            f"datalist not found: {file}; create it with `python -m common prepare-data chestxray14 "
-            f"--dataset-dir DIR --output {file}`"
+            f"datalist not found: {file}; create it with `python -m common prepare-data DATASET --dataset-dir DIR "
+            f"--output {file}` (DATASET: chestxray14, chestmnist, cbis-ddsm, inbreast or bcss)"
         )
     try:
         content = json.loads(file.read_text(encoding="utf-8"))

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from common.data.bcss import BCSS_GTRUTH_CODES, CODES_FILE, MASK_FOLDER
-from common.errors import ConfigError
+from common.errors import ConfigError, DataError
 from common.io import atomic_directory, atomic_write_text
 
 __all__ = ["TISSUE_COLOURS", "MIN_TILE_SIZE", "render_tile", "generate_bcss"]
@@ -253,8 +253,9 @@ def generate_bcss(
                 xmin, ymin = (int(v) for v in rng.integers(5000, 120000, 2))
                 name = f"{patient}-DX1_xmin{xmin}_ymin{ymin}_MPP-0.2500.png"
                 rgb, codes = render_tile(np.random.default_rng([seed, p_index, t_index]), tile_size)
-                cv2.imwrite(str(images / name), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-                cv2.imwrite(str(masks / name), codes)
+                for path, pixels in ((images / name, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)), (masks / name, codes)):
+                    if not cv2.imwrite(str(path), pixels):
+                        raise DataError(f"could not write {path}")
     table = "".join(f"{label}\t{code}\n" for label, code in BCSS_GTRUTH_CODES.items())
     atomic_write_text(root / CODES_FILE, "label\tGT_code\n" + table)
     logger.info("synthetic BCSS: %d ROIs of %d patients in %s", n_patients * tiles_per_patient, n_patients, root)

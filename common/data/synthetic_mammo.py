@@ -27,7 +27,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian,
 from common.data.splits import patient_split
 from common.data.synthetic_mammo_render import FINDING_KINDS, MammoFinding, mammogram_shape, render_mammogram
 from common.errors import ConfigError
-from common.io import atomic_directory, atomic_write_text
+from common.io import atomic_directory, atomic_save, atomic_write_text
 
 __all__ = [
     "MAMMOGRAPHY_SOP_CLASS_UID",
@@ -179,10 +179,7 @@ def write_mammogram_dicom(
     ds.Rows, ds.Columns = pixels.shape
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
     ds.PixelData = np.ascontiguousarray(pixels, dtype="<u2").tobytes()
-    dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(dest, enforce_file_format=True)
-    return dest
+    return atomic_save(path, lambda tmp: ds.save_as(tmp, enforce_file_format=True))
 
 
 def _csv_text(header: Sequence[str], rows: Sequence[Sequence[object]], delimiter: str = ",") -> str:

@@ -22,17 +22,11 @@ import torch.nn as nn
 
 from common.finetune.freezing import set_trainable
 from common.networks.layer_groups import LayerGroup, group_parameters, layer_groups
+from common.networks.unwrap import unwrap
 
 __all__ = ["FinetuneStrategy", "log_param_groups", "set_group_lrs", "unwrap"]
 
 logger = logging.getLogger(__name__)
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The model inside a ``DistributedDataParallel`` / ``DataParallel`` wrapper, or ``model`` itself."""
-    if isinstance(model, nn.DataParallel | nn.parallel.DistributedDataParallel):
-        return model.module
-    return model
 
 
 def log_param_groups(groups: list[dict[str, Any]], model: nn.Module) -> None:

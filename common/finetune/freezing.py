@@ -14,7 +14,7 @@ import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.hooks import RemovableHandle
 
-__all__ = ["set_trainable", "freeze_all", "is_frozen_bn"]
+__all__ = ["set_trainable", "set_parameters_trainable", "freeze_all", "is_frozen_bn"]
 
 _HOOK_ATTR = "_medxfer_frozen_bn_hook"
 
@@ -65,8 +65,28 @@ def set_trainable(model: nn.Module, module_names: Iterable[str], trainable: bool
                 count += param.numel()
         for sub in module.modules():
             if isinstance(sub, _BatchNorm):
-                frozen = all(not p.requires_grad for p in sub.parameters(recurse=False))
+                own = list(sub.parameters(recurse=False))
+                # affine=False layers have no parameters: they follow the requested state.
+                frozen = all(not p.requires_grad for p in own) if own else not trainable
                 (_unfreeze_bn if not frozen else _freeze_bn)(sub)
+    return count
+
+
+def set_parameters_trainable(model: nn.Module, parameter_names: Iterable[str], trainable: bool) -> int:
+    """Set ``requires_grad`` of the named parameters, then refresh every BatchNorm's frozen state.
+
+    A BatchNorm whose affine parameters train keeps updating its statistics; one whose parameters are all
+    frozen holds them. Returns the number of parameter elements changed.
+    """
+    wanted, count = set(parameter_names), 0
+    for name, param in model.named_parameters():
+        if name in wanted and param.requires_grad != trainable:
+            param.requires_grad_(trainable)
+            count += param.numel()
+    for module in model.modules():
+        own = list(module.parameters(recurse=False)) if isinstance(module, _BatchNorm) else []
+        if own:
+            (_freeze_bn if all(not p.requires_grad for p in own) else _unfreeze_bn)(module)
     return count
 
 

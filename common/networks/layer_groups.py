@@ -17,6 +17,7 @@ import torchvision.models as tvm
 from monai.networks import nets as monai_nets
 
 from common.errors import ConfigError
+from common.networks.unwrap import unwrap
 
 __all__ = ["LayerGroup", "encoder_modules", "find_groups", "group_parameters", "head_group", "layer_groups"]
 
@@ -114,7 +115,7 @@ def layer_groups(model: nn.Module) -> list[LayerGroup]:
         >>> [g.name for g in layer_groups(tvm.resnet18())]
         ['stem', 'block1', 'block2', 'block3', 'block4', 'head']
     """
-    model = getattr(model, "module", model) if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    model = unwrap(model)
     for cls, build in _REGISTRY:
         if isinstance(model, cls):
             groups = build(model)
@@ -149,9 +150,13 @@ def group_parameters(model: nn.Module, group: LayerGroup) -> list[tuple[str, nn.
 
 
 def encoder_modules(model: nn.Module) -> list[str]:
-    """Module names of the encoder: every layer group except ``decoder*`` ones and the ``head``.
+    """Module names a ``pretrained`` source must fill in a segmentation network: its backbone encoder.
 
-    Used as the part of a segmentation network that a ``pretrained`` source must fill (the decoder and
-    head are task-specific and may stay at their initialisation).
+    Every layer group except ``decoder*`` groups and the ``head``; for SwinUNETR only the Swin transformer
+    (``swinViT``: stem and stages), because its convolutional ``encoder1..10`` skip blocks belong to the
+    segmentation decoder path and are absent from self-supervised Swin UNETR checkpoints.
     """
-    return [m for g in layer_groups(model) if g.name != "head" and not g.name.startswith("decoder") for m in g.modules]
+    groups = [g for g in layer_groups(model) if g.name != "head" and not g.name.startswith("decoder")]
+    if isinstance(unwrap(model), monai_nets.SwinUNETR):
+        groups = [g for g in groups if g.name != "encoder"]
+    return [m for g in groups for m in g.modules]

@@ -26,6 +26,7 @@ import torch.nn as nn
 
 from common.errors import WeightsError
 from common.networks.registry import get_arch
+from common.networks.unwrap import unwrap
 
 __all__ = [
     "TransferReport",
@@ -172,8 +173,7 @@ def load_pretrained(
         return report
     if required is None:
         head = head if head is not None else get_arch(arch).head
-    if isinstance(network, nn.DataParallel | nn.parallel.DistributedDataParallel):
-        network = network.module
+    network = unwrap(network)
     target = network.state_dict()
     to_load: dict[str, torch.Tensor] = {}
     for key, value in target.items():

@@ -50,6 +50,7 @@ INTENSITY_TAGS = {
     "RescaleSlope": "00281053",
     "ModalityLUTSequence": "00283000",
     "VOILUTSequence": "00283010",
+    "VOILUTFunction": "00281056",
 }
 _GREY = ("MONOCHROME1", "MONOCHROME2")
 _LOAD_HINT = "load with LoadImaged(keys, reader='PydicomReader', prune_metadata=False) to keep them"
@@ -94,8 +95,14 @@ def _voi_lut(values: np.ndarray, ds: Dataset) -> np.ndarray:
     return scale_to_unit(np.asarray(mapped, dtype=np.float64), 0.0, float(2**bits - 1))
 
 
-def _linear_window(values: np.ndarray, center: float, width: float) -> np.ndarray:
-    # PS3.3 C.11.2.1.2.1 linear window, mapped onto [0, 1].
+def _window(values: np.ndarray, center: float, width: float, function: str = "LINEAR") -> np.ndarray:
+    """PS3.3 C.11.2.1.2 / C.11.2.1.3 windows (LINEAR, LINEAR_EXACT, SIGMOID), mapped onto [0, 1]."""
+    if function == "SIGMOID":
+        return (1.0 / (1.0 + np.exp(-4.0 * (values - center) / width))).astype(np.float32)
+    if function == "LINEAR_EXACT":
+        return scale_to_unit(values, center - width / 2, center + width / 2)
+    if width <= 1:  # LINEAR with width 1 is a step at center - 0.5
+        return (values > center - 0.5).astype(np.float32)
     return scale_to_unit(values, center - 0.5 - (width - 1) / 2, center - 0.5 + (width - 1) / 2)
 
 
@@ -127,16 +134,19 @@ def dicom_to_unit(
     modality = _modality(values, ds, rescaled)
     if window is not None:
         center, width = float(window[0]), float(window[1])
-        image, voi = _linear_window(modality, center, width), f"window {center:g}/{width:g} (override)"
+        image, voi = _window(modality, center, width), f"window {center:g}/{width:g} (override)"
     elif "VOILUTSequence" in ds:
         image, voi = _voi_lut(modality, ds), "VOI LUT sequence"
     elif "WindowCenter" in ds and "WindowWidth" in ds:
         center = float(np.atleast_1d(ds.WindowCenter)[0])
         width = max(float(np.atleast_1d(ds.WindowWidth)[0]), 1.0)
-        image, voi = _linear_window(modality, center, width), f"window {center:g}/{width:g}"
+        function = str(ds.get("VOILUTFunction", "LINEAR")).upper() or "LINEAR"
+        image = _window(modality, center, width, function)
+        voi = f"window {center:g}/{width:g}" + ("" if function == "LINEAR" else f" {function}")
     elif float(ds.get("RescaleSlope", 1)) == 1 and float(ds.get("RescaleIntercept", 0)) == 0:
         bits = int(ds.get("BitsStored", 8 * values.dtype.itemsize))
-        image, voi = scale_to_unit(modality, 0.0, float(2**bits - 1)), f"bit depth {bits}"
+        low = -float(2 ** (bits - 1)) if int(ds.get("PixelRepresentation", 0)) == 1 else 0.0  # signed pixels
+        image, voi = scale_to_unit(modality, low, low + float(2**bits - 1)), f"bit depth {bits}"
     else:
         image, voi = scale_to_unit(modality, float(modality.min()), float(modality.max())), "image range"
     if str(ds.get("PhotometricInterpretation", "MONOCHROME2")) == "MONOCHROME1":

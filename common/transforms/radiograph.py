@@ -79,6 +79,10 @@ def _dicom_pixels(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
         raise DataError(f"{path}: {err}") from err
     photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2"))
     meta = {"format": "DICOM", "photometric": photometric, "voi": voi, "modality": str(getattr(ds, "Modality", ""))}
+    # Keep the tags later transforms read (mammography laterality / view) when the file has them.
+    for keyword in ("ImageLaterality", "Laterality", "ViewPosition"):
+        if str(ds.get(keyword, "")).strip():
+            meta[keyword] = str(ds.get(keyword)).strip()
     return image, meta
 
 

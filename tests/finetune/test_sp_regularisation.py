@@ -31,3 +31,16 @@ def test_penalty_after_known_perturbation(resnet: torch.nn.Module, cls: type, ex
 def test_negative_strength_is_refused() -> None:
     with pytest.raises(ConfigError, match="alpha and beta must be >= 0"):
         L2SP(alpha=-1)
+
+
+def test_untransferred_tensors_get_plain_l2_not_a_pull_to_random_values(resnet: torch.nn.Module) -> None:
+    from common.networks import TransferReport
+
+    report = TransferReport(source="encoder.pt", loaded=["conv1.weight"])
+    strategy = L2SP(alpha=0.3, beta=0.2, transfer_report=report)
+    strategy.param_groups(resnet, 0.1)
+    with torch.no_grad():
+        resnet.conv1.weight.view(-1)[:4] += 0.5
+    new = [p for n, p in resnet.named_parameters() if n != "conv1.weight"]
+    expected = 0.3 / 2 * 4 * 0.25 + 0.2 / 2 * sum(float(p.pow(2).sum()) for p in new)
+    assert strategy.penalty(resnet).item() == pytest.approx(expected, rel=1e-5)

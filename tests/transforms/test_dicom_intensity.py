@@ -122,3 +122,45 @@ def test_bad_images_raise_data_error(img: np.ndarray, meta: dict, match: str) ->
 def test_bad_window_raises_config_error(window: Any, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         DicomIntensity(window=window)
+
+
+@pytest.mark.parametrize(
+    ("function", "expected"),
+    [("LINEAR_EXACT", [0.0, 0.25, 0.5, 1.0]),
+     # PS3.3 C.11.2.1.3.1: y = 1 / (1 + exp(-4 (x - c) / w)), c = w = 100.
+     ("SIGMOID", [1 / (1 + np.exp(2.0)), 1 / (1 + np.exp(1.0)), 0.5, 1 / (1 + np.exp(-2.0))])],
+    ids=["linear_exact", "sigmoid"],
+)
+def test_voi_lut_functions(function: str, expected: list[float]) -> None:
+    from pydicom.dataset import Dataset
+
+    from common.transforms.dicom_intensity import dicom_to_unit
+
+    ds = Dataset()
+    ds.PhotometricInterpretation, ds.BitsStored = "MONOCHROME2", 12
+    ds.WindowCenter, ds.WindowWidth, ds.VOILUTFunction = 100, 100, function
+    image, voi = dicom_to_unit(np.array([50.0, 75.0, 100.0, 150.0]), ds)
+    np.testing.assert_allclose(image, expected, atol=1e-6)
+    assert function in voi
+
+
+def test_signed_pixels_scale_over_the_signed_range() -> None:
+    from pydicom.dataset import Dataset
+
+    from common.transforms.dicom_intensity import dicom_to_unit
+
+    ds = Dataset()
+    ds.PhotometricInterpretation, ds.BitsStored, ds.PixelRepresentation = "MONOCHROME2", 8, 1
+    image, _ = dicom_to_unit(np.array([-128, 0, 127], dtype=np.int16), ds)
+    np.testing.assert_allclose(image, [0.0, 128 / 255, 1.0], atol=1e-6)
+
+
+def test_window_width_one_is_a_step() -> None:
+    from pydicom.dataset import Dataset
+
+    from common.transforms.dicom_intensity import dicom_to_unit
+
+    ds = Dataset()
+    ds.PhotometricInterpretation, ds.BitsStored, ds.WindowCenter, ds.WindowWidth = "MONOCHROME2", 8, 10, 1
+    image, _ = dicom_to_unit(np.array([9.0, 9.6, 11.0]), ds)
+    assert image.tolist() == [0.0, 1.0, 1.0]

@@ -9,7 +9,7 @@ import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from common.finetune.base import FinetuneStrategy, log_param_groups, unwrap
-from common.finetune.freezing import set_trainable
+from common.finetune.freezing import set_parameters_trainable, set_trainable
 
 __all__ = ["BitFit", "bitfit_parameter_names"]
 
@@ -43,13 +43,9 @@ class BitFit(FinetuneStrategy):
         *_, head = self.groups(model)
         chosen = set(bitfit_parameter_names(inner))
         set_trainable(inner, [""], False)
-        for name, param in inner.named_parameters():
-            if name in chosen and not head.owns(name):
-                param.requires_grad_(True)
         set_trainable(inner, list(head.modules), True)
-        for module in inner.modules():
-            if isinstance(module, _BatchNorm):  # affine trains, so statistics should follow the data
-                set_trainable(module, [""], any(p.requires_grad for p in module.parameters()))
+        # BatchNorms whose affine parameters train keep updating their statistics (set_parameters_trainable).
+        set_parameters_trainable(inner, [n for n in chosen if not head.owns(n)], True)
         bits = [p for n, p in inner.named_parameters() if n in chosen and not head.owns(n)]
         out = [{"name": "bitfit", "params": bits, "lr": base_lr, "weight_decay": 0.0},
                self.make_group(model, head, base_lr, weight_decay)]

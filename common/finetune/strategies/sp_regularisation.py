@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -9,28 +10,37 @@ import torch.nn as nn
 
 from common.errors import ConfigError
 from common.finetune.base import FinetuneStrategy, log_param_groups, unwrap
+from common.networks.weights import TransferReport
 
 __all__ = ["L2SP", "L1SP"]
+
+logger = logging.getLogger(__name__)
 
 
 class L2SP(FinetuneStrategy):
     """L2-SP: Li, Grandvalet, Davoine. "Explicit Inductive Bias for Transfer Learning with Convolutional
     Networks", ICML 2018 (eq. 3).
 
-    Variant implemented: ``loss + alpha/2 * ||w_S - w_S0||_2^2 + beta/2 * ||w_head||_2^2`` where ``w_S`` are
-    all parameters outside the head, ``w_S0`` their values when the optimizer groups are built (after
-    pretrained weights were loaded), and ``w_head`` the head's parameters. The optimizer's weight decay is
-    set to 0 on every group so no parameter is penalised twice.
+    Variant implemented: ``loss + alpha/2 * ||w_S - w_S0||_2^2 + beta/2 * ||w_new||_2^2`` where ``w_S`` are
+    the transferred parameters outside the head, ``w_S0`` their values when the optimizer groups are built
+    (after the pretrained weights were loaded), and ``w_new`` the parameters that have no pretrained value:
+    the head, plus (given ``transfer_report``) every tensor the source did not fill, such as a segmentation
+    decoder or a whole network trained from ``"none"`` (the paper's "new layers"). Without a report every
+    parameter outside the head counts as transferred. The optimizer's weight decay is 0 on every group so
+    no parameter is penalised twice.
 
     Args:
         alpha: strength of the pull towards the starting point (>= 0; the paper tunes 1e-3 .. 1e-1).
-        beta: L2 strength on the head (>= 0).
+        beta: L2 strength on the new parameters (>= 0).
+        transfer_report: the :class:`~common.networks.TransferReport` of the bundle's ``pretrained`` load
+            (``"@pretrained_report"`` in a config); its ``loaded`` keys are the transferred ones.
     """
 
-    def __init__(self, alpha: float = 0.01, beta: float = 0.01) -> None:
+    def __init__(self, alpha: float = 0.01, beta: float = 0.01, transfer_report: TransferReport | None = None) -> None:
         if float(alpha) < 0 or float(beta) < 0:
             raise ConfigError(f"{type(self).__name__} alpha and beta must be >= 0, got {alpha}, {beta}")
         self.alpha, self.beta = float(alpha), float(beta)
+        self.transfer_report = transfer_report
         self._shared: list[tuple[nn.Parameter, torch.Tensor]] = []
         self._head: list[nn.Parameter] = []
 
@@ -38,8 +48,15 @@ class L2SP(FinetuneStrategy):
         groups = self.groups(model)
         self.set_trainable(model, groups, True)
         out = [self.make_group(model, g, base_lr, 0.0) for g in groups]
-        self._shared = [(p, p.detach().clone()) for g in out[:-1] for p in g["params"]]
-        self._head = list(out[-1]["params"])
+        names = {id(p): n for n, p in unwrap(model).named_parameters()}
+        loaded = set(self.transfer_report.loaded) if self.transfer_report is not None else None
+        backbone = [p for g in out[:-1] for p in g["params"]]
+        transferred = [p for p in backbone if loaded is None or names[id(p)] in loaded]
+        self._shared = [(p, p.detach().clone()) for p in transferred]
+        kept = {id(p) for p in transferred}
+        self._head = [p for p in backbone if id(p) not in kept] + list(out[-1]["params"])
+        logger.info("%s: %d tensors pulled towards their pretrained values, %d new tensors with L2 (beta)",
+                    type(self).__name__, len(self._shared), len(self._head))
         log_param_groups(out, unwrap(model))
         return out
 
