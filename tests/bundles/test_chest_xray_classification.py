@@ -48,13 +48,20 @@ def test_bad_datalist_is_a_data_error(tmp_path: Path, chest_dataset: Path, probl
     assert re.search(expected, str(root_cause(info.value)))
 
 
-def test_multi_gpu_overlay_trains_with_two_processes(tmp_path: Path, chest_dataset: Path) -> None:
-    """torchrun with 2 CPU processes (gloo): the same overlay users run with NCCL on GPUs."""
+@pytest.mark.parametrize(("strategy", "port"), [("ft", 29533), ("lp_ft", 29534)], ids=["ft", "lp_ft"])
+def test_multi_gpu_overlay_trains_with_two_processes(tmp_path: Path, chest_dataset: Path, strategy: str,
+                                                     port: int) -> None:
+    """torchrun with 2 CPU processes (gloo): the same overlay users run with NCCL on GPUs.
+
+    LP-FT freezes the backbone and unfreezes it mid-run, which DistributedDataParallel only accepts with
+    ``find_unused_parameters``.
+    """
     root = tmp_path / "bundle"
     shutil.copytree(CONFIGS, root / "configs")
-    configs = f"['{root / 'configs' / 'train.json'}','{root / 'configs' / 'multi_gpu_train.json'}']"
-    overrides = {**tiny_overrides(root, chest_dataset), "batch_size": 4}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+    overlay = CHEST_BUNDLE.parents[1] / "configs" / "finetune" / f"{strategy}.json"
+    configs = f"['{root / 'configs' / 'train.json'}','{overlay}','{root / 'configs' / 'multi_gpu_train.json'}']"
+    overrides = {**tiny_overrides(root, chest_dataset), "batch_size": 4, "epochs": 2, "lp_epochs": 1}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
                "-m", "monai.bundle", "run", "--config_file", configs,
                "--logging_file", str(root / "configs" / "logging.conf")]
     for key, value in overrides.items():
