@@ -225,8 +225,8 @@ def probe_bundle_cutoff(bundle_root: str | os.PathLike, dataset_dir: str | os.Pa
                         max_batches: int | None = None, **overrides: Any) -> list[dict[str, Any]]:
     """Run :func:`probe_cutoff_layers` with a bundle's network, weights and data (its configs/train.json).
 
-    The network is ``@network``; pretrained weights are loaded by the ``initialize`` expression(s) calling
-    ``common.networks.load_pretrained`` (so ``pretrained`` means what it means for training); both splits
+    The network is ``@network``; pretrained weights are loaded by the bundle's ``pretrained_report``
+    expression (``common.networks.load_pretrained``) (so ``pretrained`` means what it means for training); both splits
     (``train#dataset#data``, ``validate#dataset#data``) are read with ``validate#preprocessing``, i.e.
     without augmentation, in batches of ``@val_batch_size`` on ``@device``.
 
@@ -252,12 +252,9 @@ def probe_bundle_cutoff(bundle_root: str | os.PathLike, dataset_dir: str | os.Pa
     parser.read_config(str(config))
     parser.update({"bundle_root": str(bundle_root), "dataset_dir": str(dataset_dir), **overrides})
     network = _parsed(parser, "network", config)
-    initialize = parser.get("initialize", [])
-    loaders = [i for i, expr in enumerate(initialize) if "load_pretrained" in str(expr)]
-    if not loaders:
-        raise ConfigError(f"{config}: no 'initialize' expression calls common.networks.load_pretrained")
-    for index in loaders:
-        _parsed(parser, f"initialize#{index}", config)
+    if "pretrained_report" not in parser.get():
+        raise ConfigError(f"{config}: no 'pretrained_report' (the common.networks.load_pretrained expression)")
+    _parsed(parser, "pretrained_report", config)
     transform = _parsed(parser, "validate#preprocessing", config)
     batch_size, workers = _parsed(parser, "val_batch_size", config), _parsed(parser, "num_workers", config)
     train_loader, val_loader = (
