@@ -8,7 +8,6 @@ holds probabilities (after the sigmoid) in [0, 1]. A prediction counts as positi
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +16,8 @@ from numpy.typing import ArrayLike
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, roc_auc_score, roc_curve
 
 from common.errors import ConfigError, DataError
+from common.metrics.formatting import finite_or_none as _finite_or_none
+from common.metrics.formatting import mean_or_none as _mean_or_none
 
 __all__ = [
     "choose_thresholds",
@@ -62,16 +63,6 @@ def _known(y_true: np.ndarray, y_prob: np.ndarray, column: int) -> tuple[np.ndar
     """Labels (as int) and probabilities of one class, restricted to images whose label is known."""
     known = ~np.isnan(y_true[:, column])
     return y_true[known, column].astype(int), y_prob[known, column]
-
-
-def _finite_or_none(value: float) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def _mean_or_none(values: Sequence[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return float(np.mean(present)) if present else None
 
 
 def choose_thresholds(y_true: ArrayLike, y_prob: ArrayLike) -> np.ndarray:

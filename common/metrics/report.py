@@ -14,23 +14,19 @@ from typing import Any
 
 import matplotlib
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 from sklearn.metrics import roc_curve
 
 from common.errors import DataError
 from common.io import atomic_directory, atomic_write_json, atomic_write_text
+from common.metrics.formatting import NA as _NA
+from common.metrics.formatting import fmt as _fmt
+from common.metrics.formatting import new_figure as _new_figure
 
 __all__ = ["write_classification_report", "format_metrics_table", "plot_roc_curves", "plot_confusion_matrices"]
 
 logger = logging.getLogger(__name__)
 
-_NA = "n/a"
-
-
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return _NA if value is None else f"{value:.{digits}f}"
 
 
 def _fmt_auc(auc: float | None, ci: list[float | None] | None) -> str:
@@ -79,12 +75,6 @@ def format_metrics_table(metrics: dict[str, Any]) -> str:
             + ", ".join(metrics["undefined_auc_classes"])
         )
     return "\n".join(lines)
-
-
-def _new_figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
 
 
 def plot_roc_curves(

@@ -14,7 +14,6 @@ in the output and left out of the means.
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -25,6 +24,8 @@ from monai.metrics import compute_hausdorff_distance
 from numpy.typing import ArrayLike
 
 from common.errors import ConfigError, DataError
+from common.metrics.formatting import finite_or_none as _finite_or_none
+from common.metrics.formatting import mean_or_none as _mean_or_none
 
 __all__ = [
     "labels_from_scores",
@@ -164,15 +165,6 @@ def hd95_per_class(pred: ArrayLike, target: ArrayLike, num_classes: int, ignore_
     t = _as_int_array(target, "target")
     ignored = t == ignore_index
     return [hd95(pred, t, c, ignored) for c in range(1, num_classes + 1)]
-
-
-def _finite_or_none(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
-
-
-def _mean_or_none(values: Sequence[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return float(np.mean(present)) if present else None
 
 
 def segmentation_metrics_from_confusion(

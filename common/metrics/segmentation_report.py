@@ -16,12 +16,13 @@ from typing import Any
 
 import matplotlib
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from common.errors import DataError
 from common.io import atomic_directory, atomic_write_json, atomic_write_text
+from common.metrics.formatting import NA as _NA
+from common.metrics.formatting import fmt as _fmt
+from common.metrics.formatting import new_figure as _new_figure
 
 __all__ = [
     "segmentation_palette",
@@ -35,7 +36,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 Overlay = tuple[str, np.ndarray, np.ndarray, np.ndarray]
-_NA = "n/a"
 # Outside the annotated region the prediction is still drawn, darkened to this fraction of its colour.
 _IGNORED_DIM = 0.35
 
@@ -67,10 +67,6 @@ def colorize_labels(labels: np.ndarray, palette: np.ndarray, ignore_index: int =
     return palette[shown]
 
 
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return _NA if value is None else f"{value:.{digits}f}"
-
-
 def format_segmentation_table(metrics: dict[str, Any]) -> str:
     """Markdown table of :func:`~common.metrics.compute_segmentation_metrics` output, one row per class, and the means.
 
@@ -97,12 +93,6 @@ def format_segmentation_table(metrics: dict[str, Any]) -> str:
         lines.append("- Absent from truth and prediction (excluded from the means): "
                      + ", ".join(metrics["undefined_classes"]))
     return "\n".join(lines)
-
-
-def _new_figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
 
 
 def plot_segmentation_confusion(metrics: dict[str, Any], path: str | os.PathLike, title: str = "Evaluation") -> None:
