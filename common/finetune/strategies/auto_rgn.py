@@ -45,6 +45,10 @@ def relative_gradient_norms(engine: Any, names: list[str], n_batches: int) -> di
         model.zero_grad(set_to_none=True)
         loss = engine.loss_function(engine.inferer(inputs, model, *args, **kwargs), targets).mean()
         if not torch.isfinite(loss):
+            # Still run a (zero) backward so DistributedDataParallel's gradient all-reduce stays in step
+            # across ranks; the batch is not counted.
+            sum((p * 0.0).sum() for p in params.values() if p.requires_grad).backward()
+            model.zero_grad(set_to_none=True)
             continue
         loss.backward()
         for n in names:
