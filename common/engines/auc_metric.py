@@ -47,13 +47,19 @@ class MultilabelAUC(Metric):
         self._labels.append(labels.detach().float().cpu().reshape(labels.shape[0], -1).numpy())
 
     def compute(self) -> float:
-        if not self._preds:
-            raise DataError("MultilabelAUC: no predictions were collected (empty validation split?)")
-        labels, preds = np.concatenate(self._labels), np.concatenate(self._preds)
+        width = self._preds[0].shape[1] if self._preds else 0
         if idist.get_world_size() > 1:
-            # Under DistributedDataParallel each rank saw a shard: AUC needs every image, so gather them.
+            # A rank may hold no image of a small split: agree on the class count, then gather every shard
+            # (AUC needs all images) before deciding whether anything was collected.
+            width = int(idist.all_reduce(torch.tensor(width), op="MAX"))
+        empty = np.zeros((0, width), dtype=np.float32)
+        labels = np.concatenate(self._labels) if self._labels else empty
+        preds = np.concatenate(self._preds) if self._preds else empty
+        if idist.get_world_size() > 1:
             labels = evenly_divisible_all_gather(torch.from_numpy(labels), concat=True).numpy()
             preds = evenly_divisible_all_gather(torch.from_numpy(preds), concat=True).numpy()
+        if preds.shape[0] == 0:
+            raise DataError("MultilabelAUC: no predictions were collected (empty validation split?)")
         aucs = per_class_auc(labels, preds)
         defined = aucs[~np.isnan(aucs)]
         if defined.size == 0:

@@ -98,3 +98,8 @@ def test_auc_metric_refuses_a_split_without_any_defined_class() -> None:
     metric.attach(engine, "auc")
     with pytest.raises(DataError, match="no class with both positive and negative"):
         engine.run(_starts(4))
+
+
+def test_auc_metric_with_nothing_collected_is_a_data_error() -> None:
+    with pytest.raises(DataError, match="no predictions were collected"):
+        MultilabelAUC().compute()
