@@ -54,3 +54,29 @@ def test_every_strategy_builds_groups_on_densenet(name: str) -> None:
     groups = build_strategy(name).param_groups(model, 1e-3)
     assert groups and all({"name", "params", "lr", "weight_decay"} <= set(g) for g in groups)
     assert any(p.requires_grad for g in groups for p in g["params"])
+
+
+def test_handler_unscales_amp_gradients_before_after_backward() -> None:
+    from types import SimpleNamespace
+
+    from ignite.engine import Engine
+    from monai.engines import IterationEvents
+
+    from common.finetune import FinetuneHandler, FinetuneStrategy
+
+    seen: list[str] = []
+
+    class Probe(FinetuneStrategy):
+        def after_backward(self, engine: object) -> None:
+            seen.append("after_backward")
+
+    class Scaler:
+        def unscale_(self, optimizer: object) -> None:
+            seen.append("unscale")
+
+    engine = Engine(lambda e, b: None)
+    engine.register_events(*IterationEvents)
+    engine.amp, engine.scaler, engine.optimizer = True, Scaler(), SimpleNamespace()
+    FinetuneHandler(Probe()).attach(engine)
+    engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
+    assert seen == ["unscale", "after_backward"]
