@@ -40,6 +40,7 @@ from PIL import Image, ImageDraw, ImageFont
 from pydicom.data import get_testdata_file
 from skimage import data as skdata
 
+from common.data.synthetic_mammo_render import MammoFinding, render_mammogram
 from common.transforms import (
     CLAHE,
     ArtifactMask,
@@ -192,34 +193,11 @@ def _colour_figures(out: Path, height: int) -> None:
     _save(_figure(panels, height - 20), out / "imagenet_input.png")
 
 
-def synthetic_mammogram(height: int = 400, width: int = 300, seed: int = 0) -> np.ndarray:
-    """A right-breast MLO-like phantom, ``(1, H, W)`` float32 in [0, 1].
-
-    The breast is a half-ellipse against the right edge whose brightness falls towards the skin line, with
-    blurred-noise fibroglandular texture, a brighter pectoral wedge in the upper chest-wall corner, burned-in
-    text (view label, date) and a square lead marker.
-
-    Example:
-        >>> synthetic_mammogram(80, 60).shape
-        (1, 80, 60)
-    """
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:height, :width].astype(np.float32)
-    wall = width - 1 - xx  # distance from the chest wall on the right
-    radius = np.sqrt(((yy - 0.5 * height) / (0.48 * height)) ** 2 + (wall / (0.7 * width)) ** 2)
-    breast = radius <= 1.0
-    wedge = breast & (wall / (0.4 * width) + yy / (0.45 * height) <= 1.0)
-    coarse = cv2.GaussianBlur(rng.normal(0.0, 1.0, (height, width)).astype(np.float32), (0, 0), 7.0)
-    fine = cv2.GaussianBlur(rng.normal(0.0, 1.0, (height, width)).astype(np.float32), (0, 0), 1.5)
-    thickness = np.sqrt(np.clip(1.0 - radius**2, 0.0, 1.0))
-    tissue = 0.12 + 0.4 * thickness + thickness * (0.6 * coarse + 0.05 * fine)
-    image = rng.uniform(0.0, 0.03, (height, width)).astype(np.float32)
-    image[breast] = np.clip(tissue, 0.1, 0.75)[breast]
-    image[wedge] = np.clip(0.85 + 0.03 * fine, 0.0, 1.0)[wedge]
-    cv2.putText(image, "R MLO", (10, height - 14), cv2.FONT_HERSHEY_SIMPLEX, 0.7, 1.0, 2)
-    cv2.putText(image, "2024-01-01", (10, height - 40), cv2.FONT_HERSHEY_SIMPLEX, 0.45, 0.9, 1)
-    image[16:30, 14:28] = 1.0  # lead marker
-    return image[None]
+def synthetic_mammogram(height: int = 400, seed: int = 0) -> np.ndarray:
+    """A right MLO mammogram from the project's generator (burned-in text, marker, pectoral muscle, a
+    malignant mass), ``(1, H, W)`` float32 in [0, 1]."""
+    pixels, _ = render_mammogram([MammoFinding("mass", True)], "R", "MLO", np.random.default_rng(seed), height)
+    return (pixels.astype(np.float32) / 65535.0)[None]
 
 
 def _mammogram_figures(out: Path, chest: np.ndarray, height: int, seed: int) -> None:
