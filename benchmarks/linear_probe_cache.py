@@ -21,8 +21,7 @@ from pathlib import Path
 from ignite.engine import Engine, Events
 from monai.bundle import ConfigParser
 
-from common.data import generate_chestxray14, load_chestxray14_datalist
-from common.io import atomic_write_json
+from common.data import make_embedded_dataset
 
 __all__ = ["main"]
 
@@ -71,9 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         # ~1.5 images per patient, 10% of patients held out for validation
-        generate_chestxray14(data, n_patients=max(4, round(args.images / 1.5 / 0.9)), image_size=args.image_size,
-                             seed=0)
-        atomic_write_json(data / "datalist.json", load_chestxray14_datalist(data, val_fraction=0.1, seed=0))
+        make_embedded_dataset("chestxray14", data, {"n_patients": max(4, round(args.images / 1.5 / 0.9)),
+                                                    "image_size": args.image_size, "seed": 0}, {"val_fraction": 0.1})
         plain, n_images = _epoch_times(data, Path(tmp) / "plain", args, cache=False)
         cached, _ = _epoch_times(data, Path(tmp) / "cached", args, cache=True)
     p, c = statistics.median(plain[1:]), statistics.median(cached[1:])

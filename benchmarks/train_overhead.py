@@ -20,15 +20,7 @@ from pathlib import Path
 import torch
 from monai.bundle import ConfigParser
 
-from common.data import (
-    generate_bcss,
-    generate_cbis_ddsm,
-    generate_chestxray14,
-    load_bcss_datalist,
-    load_cbis_ddsm_datalist,
-    load_chestxray14_datalist,
-)
-from common.io import atomic_write_json
+from common.data import make_embedded_dataset
 
 BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
 
@@ -36,15 +28,15 @@ BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
 def _make_data(bundle: str, root: Path, n_images: int, image_size: int) -> None:
     """Write synthetic data in the bundle's native layout (about ``n_images`` training images)."""
     if bundle == "chest_xray_classification":
-        generate_chestxray14(root, n_patients=max(4, n_images * 10 // 16), image_size=image_size, seed=0)
-        datalist = load_chestxray14_datalist(root, val_fraction=0.1, seed=0)
+        make_embedded_dataset("chestxray14", root, {"n_patients": max(4, n_images * 10 // 16),
+                                                    "image_size": image_size, "seed": 0}, {"val_fraction": 0.1})
     elif bundle.startswith("breast_histology"):
-        generate_bcss(root, n_patients=max(4, n_images // 4), tiles_per_patient=2, tile_size=image_size, seed=0)
-        datalist = load_bcss_datalist(root, val_fraction=0.15, test_fraction=0.15, seed=0)
+        make_embedded_dataset("bcss", root, {"n_patients": max(4, n_images // 4), "tiles_per_patient": 2,
+                                             "tile_size": image_size, "seed": 0},
+                              {"val_fraction": 0.15, "test_fraction": 0.15})
     else:
-        generate_cbis_ddsm(root, n_patients=max(4, n_images // 3), image_size=max(image_size, 256), seed=0)
-        datalist = load_cbis_ddsm_datalist(root, val_fraction=0.1, seed=0)
-    atomic_write_json(root / "datalist.json", datalist)
+        make_embedded_dataset("cbis-ddsm", root, {"n_patients": max(4, n_images // 3),
+                                                  "image_size": max(image_size, 256), "seed": 0}, {"val_fraction": 0.1})
 
 
 def _parse(bundle: str, dataset_dir: Path, out_dir: Path, image_size: int, batch_size: int) -> ConfigParser:

@@ -11,19 +11,10 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from common.bundle_runner import run_bundle
-from common.data import (
-    CHESTXRAY14_FINDINGS,
-    generate_cbis_ddsm,
-    generate_chestxray14,
-    load_cbis_ddsm_datalist,
-    load_chestxray14_datalist,
-    summarise_datalist,
-)
-from common.io import atomic_write_json
+from common.data import CHESTXRAY14_FINDINGS, make_embedded_dataset, summarise_datalist
 from common.metrics import format_metrics_table
 
 __all__ = ["BUNDLES_DIR", "run_demo", "run_bundle_demo"]
@@ -48,14 +39,12 @@ def run_bundle_demo(
     name: str,
     out: Path,
     data_dir: Path,
-    make_datalist: Callable[[Path], dict],
+    datalist: dict,
     overrides: dict,
     epochs: int,
     class_names: list[str],
 ) -> dict:
-    """Write the datalist, then train, evaluate and infer bundle ``name`` on ``data_dir``; return the metrics."""
-    datalist = make_datalist(data_dir)
-    atomic_write_json(data_dir / "datalist.json", datalist)
+    """Train, evaluate and infer bundle ``name`` on ``data_dir`` (with ``datalist.json``); return the metrics."""
     logger.info("%s datalist:\n%s", name, summarise_datalist(datalist, class_names))
     bundle = _copy_bundle(name, out)
     common = {"dataset_dir": str(data_dir), "pretrained": "none", "num_workers": 2, **overrides}
@@ -105,10 +94,11 @@ def run_demo(
     chest_dir = out / "data" / "chestxray14"
     logger.info("generating a synthetic ChestX-ray14-layout dataset in %s", chest_dir)
     shutil.rmtree(chest_dir, ignore_errors=True)
-    generate_chestxray14(chest_dir, n_patients=n_patients, image_size=max(image_size, 64), seed=seed)
+    datalist = make_embedded_dataset("chestxray14", chest_dir, {"n_patients": n_patients,
+                                                                "image_size": max(image_size, 64), "seed": seed},
+                                     {"val_fraction": 0.15, "seed": seed})
     metrics = run_bundle_demo(
-        "chest_xray_classification", out, chest_dir,
-        lambda d: load_chestxray14_datalist(d, val_fraction=0.15, seed=seed),
+        "chest_xray_classification", out, chest_dir, datalist,
         {"image_size": image_size, "seed": seed, "batch_size": 32, "val_batch_size": 64, "learning_rate": 1e-3},
         epochs, list(CHESTXRAY14_FINDINGS),
     )
@@ -116,10 +106,10 @@ def run_demo(
         mammo_dir = out / "data" / "cbis_ddsm"
         logger.info("generating synthetic DICOM mammograms in the CBIS-DDSM layout in %s", mammo_dir)
         shutil.rmtree(mammo_dir, ignore_errors=True)
-        generate_cbis_ddsm(mammo_dir, n_patients=60, image_size=256, seed=seed)
+        datalist = make_embedded_dataset("cbis-ddsm", mammo_dir, {"n_patients": 60, "image_size": 256, "seed": seed},
+                                         {"val_fraction": 0.2, "seed": seed})
         run_bundle_demo(
-            "breast_mammo_classification", out, mammo_dir,
-            lambda d: load_cbis_ddsm_datalist(d, val_fraction=0.2, seed=seed),
+            "breast_mammo_classification", out, mammo_dir, datalist,
             {"image_size": 128, "seed": seed, "batch_size": 16, "val_batch_size": 32, "learning_rate": 1e-3,
              "arch": "resnet18"},
             8, ["malignant"],

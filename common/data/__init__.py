@@ -30,6 +30,7 @@ from common.data.chestxray14 import (
     read_image_list,
     summarise_datalist,
 )
+from common.data.embedded import EMBEDDED_DATASETS, make_embedded_dataset
 from common.data.inbreast import BIRADS_VALUES, load_inbreast_datalist, read_inbreast_csv
 from common.data.splits import check_nonempty_splits, check_patient_disjoint, group_by_split, patient_split
 from common.data.synthetic_cxr import SyntheticCase, generate_chestxray14, render_chest, sample_cases
@@ -80,4 +81,6 @@ __all__ = [
     "load_bcss_datalist",
     "summarise_bcss_datalist",
     "generate_bcss",
+    "EMBEDDED_DATASETS",
+    "make_embedded_dataset",
 ]

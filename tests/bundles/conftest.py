@@ -7,15 +7,7 @@ from pathlib import Path
 import pytest
 from monai.bundle import ConfigWorkflow
 
-from common.data import (
-    generate_bcss,
-    generate_cbis_ddsm,
-    generate_chestxray14,
-    load_bcss_datalist,
-    load_cbis_ddsm_datalist,
-    load_chestxray14_datalist,
-)
-from common.io import atomic_write_json
+from common.data import make_embedded_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLES = REPO / "bundles"
@@ -33,8 +25,8 @@ ALL_BUNDLES = [*BUNDLE_DATA, *SEGMENTATION_BUNDLES]
 def chest_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """24 patients of 32 px synthetic radiographs in the native ChestX-ray14 layout, plus datalist.json."""
     root = tmp_path_factory.mktemp("chestxray14")
-    generate_chestxray14(root, n_patients=24, images_per_patient=(1, 2), image_size=32, seed=3)
-    atomic_write_json(root / "datalist.json", load_chestxray14_datalist(root, val_fraction=0.25, seed=0))
+    make_embedded_dataset("chestxray14", root, {"n_patients": 24, "images_per_patient": (1, 2), "image_size": 32,
+                                                "seed": 3}, {"val_fraction": 0.25, "seed": 0})
     return root
 
 
@@ -42,8 +34,8 @@ def chest_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def mammo_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Synthetic DICOM mammograms (96 px) in the CBIS-DDSM layout, plus datalist.json."""
     root = tmp_path_factory.mktemp("cbis_ddsm")
-    generate_cbis_ddsm(root, n_patients=16, image_size=96, seed=2)
-    atomic_write_json(root / "datalist.json", load_cbis_ddsm_datalist(root, val_fraction=0.3, seed=0))
+    make_embedded_dataset("cbis-ddsm", root, {"n_patients": 16, "image_size": 96, "seed": 2},
+                          {"val_fraction": 0.3, "seed": 0})
     return root
 
 
@@ -51,8 +43,8 @@ def mammo_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def histo_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Synthetic H&E tiles (96 px) with BCSS-coded masks in the BCSS layout, plus datalist.json."""
     root = tmp_path_factory.mktemp("bcss")
-    generate_bcss(root, n_patients=6, tiles_per_patient=2, tile_size=96, seed=0)
-    atomic_write_json(root / "datalist.json", load_bcss_datalist(root, val_fraction=0.2, test_fraction=0.2, seed=0))
+    make_embedded_dataset("bcss", root, {"n_patients": 6, "tiles_per_patient": 2, "tile_size": 96, "seed": 0},
+                          {"val_fraction": 0.2, "test_fraction": 0.2, "seed": 0})
     return root
 
 
