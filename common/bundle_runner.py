@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from monai.bundle import ConfigWorkflow
 
 from common.errors import ConfigError
 
-__all__ = ["run_bundle"]
+__all__ = ["copy_bundle", "run_bundle"]
 
 
 def run_bundle(
@@ -50,3 +51,30 @@ def run_bundle(
     finally:
         workflow.finalize()
     return workflow
+
+
+def copy_bundle(
+    source: str | os.PathLike, destination: str | os.PathLike, overlay: str | os.PathLike | None = None
+) -> Path:
+    """Copy a bundle's shareable files (``configs/``, ``docs/``, ``LICENSE``) from ``source`` to ``destination``.
+
+    Runs then write models, logs and reports into the copy, never into the repository's bundle.
+
+    Args:
+        source: the bundle folder.
+        destination: the copy's folder (created; existing files with the same names are replaced).
+        overlay: optional config file copied in as ``configs/finetune.json`` (a strategy overlay).
+
+    Returns:
+        ``destination`` as a Path.
+    """
+    src, dest = Path(source), Path(destination)
+    dest.mkdir(parents=True, exist_ok=True)
+    for part in ("configs", "docs"):
+        if (src / part).is_dir():
+            shutil.copytree(src / part, dest / part, dirs_exist_ok=True)
+    if (src / "LICENSE").is_file():
+        shutil.copy2(src / "LICENSE", dest / "LICENSE")
+    if overlay is not None:
+        shutil.copy2(overlay, dest / "configs" / "finetune.json")
+    return dest

@@ -13,7 +13,7 @@ import shutil
 import time
 from pathlib import Path
 
-from common.bundle_runner import run_bundle
+from common.bundle_runner import copy_bundle, run_bundle
 from common.data import CHESTXRAY14_FINDINGS, make_embedded_dataset, summarise_datalist
 from common.metrics import format_metrics_table
 
@@ -22,17 +22,6 @@ __all__ = ["BUNDLES_DIR", "run_demo", "run_bundle_demo"]
 logger = logging.getLogger(__name__)
 
 BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
-
-
-def _copy_bundle(name: str, destination: Path) -> Path:
-    """Copy a bundle's shareable files (configs, docs, LICENSE) so the demo never writes into the repo."""
-    source = BUNDLES_DIR / name
-    target = destination / name
-    target.mkdir(parents=True, exist_ok=True)
-    for part in ("configs", "docs"):
-        shutil.copytree(source / part, target / part, dirs_exist_ok=True)
-    shutil.copy2(source / "LICENSE", target / "LICENSE")
-    return target
 
 
 def run_bundle_demo(
@@ -46,7 +35,7 @@ def run_bundle_demo(
 ) -> dict:
     """Train, evaluate and infer bundle ``name`` on ``data_dir`` (with ``datalist.json``); return the metrics."""
     logger.info("%s datalist:\n%s", name, summarise_datalist(datalist, class_names))
-    bundle = _copy_bundle(name, out)
+    bundle = copy_bundle(BUNDLES_DIR / name, out / name)
     common = {"dataset_dir": str(data_dir), "pretrained": "none", "num_workers": 2, **overrides}
     logger.info("%s: training for %d epochs at %d px (bundle copy: %s)", name, epochs, common["image_size"], bundle)
     run_bundle(bundle, ["train.json"], "train", epochs=epochs, **common)

@@ -1,0 +1,104 @@
+"""Expand a grid into cells: one bundle run (train + evaluate) per combination, and the stage-2 runs they need."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from common.experiments.grid import Grid, StrategySpec, TaskSpec
+
+__all__ = ["Cell", "PretrainCell", "expand", "pretrain_cells"]
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]+")
+
+
+def _safe(text: str) -> str:
+    return _UNSAFE.sub("-", text).strip("-")
+
+
+def fingerprint(settings: dict[str, Any]) -> str:
+    """A short stable hash of a cell's settings: a finished cell is reused only for the same settings."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class PretrainCell:
+    """One stage-2 run: the grid's pretraining bundle for one backbone and one stage-1 source."""
+
+    arch: str
+    stage1: str
+
+    @property
+    def id(self) -> str:
+        """Folder name under ``pretrain/``."""
+        return _safe(f"{self.arch}__{self.stage1}")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One task run of the grid (see :func:`expand`)."""
+
+    task: TaskSpec
+    arch: str
+    stage1: str
+    stage2: str
+    strategy: StrategySpec
+    seed: int
+
+    @property
+    def stage2_label(self) -> str:
+        """``none``, ``medical`` or the folder name of a given stage-2 bundle."""
+        return Path(self.stage2.removeprefix("bundle:")).name if self.stage2.startswith("bundle:") else self.stage2
+
+    @property
+    def id(self) -> str:
+        """Folder name under ``cells/``; unique within a grid."""
+        return _safe(f"{self.task.bundle.name}__{self.arch}__{self.stage1}__{self.stage2_label}__"
+                     f"{self.strategy.label}__seed{self.seed}")
+
+    @property
+    def pretrain(self) -> PretrainCell | None:
+        """The stage-2 run this cell starts from (``stage2: medical``), else ``None``."""
+        if self.stage2 != "medical":
+            return None
+        return PretrainCell(self.task.bundle.backbone(self.arch) or self.arch, self.stage1)
+
+    def describe(self) -> dict[str, Any]:
+        """The configuration columns of ``results.csv``."""
+        return {"cell": self.id, "bundle": self.task.bundle.name, "arch": self.arch, "stage1": self.stage1,
+                "stage2": self.stage2_label, "strategy": self.strategy.label, "seed": self.seed}
+
+
+def expand(grid: Grid) -> list[Cell]:
+    """All cells of ``grid`` in run order: task, architecture, stage 1, stage 2, strategy, seed.
+
+    A ``stage2: bundle:<path>`` source already contains its stage 1, so its cells are recorded with
+    ``stage1 = "n/a"`` once instead of once per stage-1 value.
+    """
+    cells: list[Cell] = []
+    seen: set[str] = set()
+    for task in grid.tasks:
+        for arch in task.architectures:
+            for stage1 in grid.stage1:
+                for stage2 in grid.stage2:
+                    s1 = "n/a" if stage2.startswith("bundle:") else stage1
+                    for strategy in grid.strategies:
+                        for seed in grid.seeds:
+                            cell = Cell(task, arch, s1, stage2, strategy, seed)
+                            if cell.id not in seen:
+                                seen.add(cell.id)
+                                cells.append(cell)
+    return cells
+
+
+def pretrain_cells(cells: list[Cell]) -> list[PretrainCell]:
+    """The distinct stage-2 runs ``cells`` need, in first-use order."""
+    needed: list[PretrainCell] = []
+    for cell in cells:
+        if cell.pretrain is not None and cell.pretrain not in needed:
+            needed.append(cell.pretrain)
+    return needed

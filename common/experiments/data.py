@@ -1,0 +1,46 @@
+"""Data of a grid's tasks: prepared folders as given, or embedded synthetic datasets generated once per run folder."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from common.experiments.cells import fingerprint
+from common.experiments.grid import DataSpec
+from common.io import atomic_directory
+
+__all__ = ["EMBEDDED_LAYOUTS", "prepare_data"]
+
+logger = logging.getLogger(__name__)
+
+#: Embedded layouts a grid may name: the native public layouts plus the stage-2 multi-source set.
+EMBEDDED_LAYOUTS = ("chestxray14", "cbis-ddsm", "bcss", "general_medical")
+
+
+def _generate(layout: str, root: Path, spec: DataSpec) -> None:
+    if layout == "general_medical":
+        from common.data.general_medical import make_general_medical_dataset
+
+        make_general_medical_dataset(root, **spec.generate, **spec.split)
+    else:
+        from common.data import make_embedded_dataset
+
+        make_embedded_dataset(layout, root, spec.generate, spec.split)
+
+
+def prepare_data(spec: DataSpec, data_root: Path) -> tuple[Path, Path]:
+    """Return ``(dataset_dir, datalist)`` for ``spec``, generating an embedded dataset under ``data_root``.
+
+    An embedded dataset is written to ``data_root/<layout>-<settings hash>`` through a temporary folder,
+    so an interrupted generation leaves nothing half-written; a finished one is reused by later runs.
+    """
+    if spec.embedded is None:
+        assert spec.dataset_dir is not None and spec.datalist is not None  # parse_grid guarantees it
+        return spec.dataset_dir, spec.datalist
+    folder = data_root / f"{spec.embedded}-{fingerprint({'generate': spec.generate, 'split': spec.split})[:8]}"
+    datalist = folder / "datalist.json"
+    if not datalist.is_file():
+        logger.info("generating the embedded %s dataset in %s", spec.embedded, folder)
+        with atomic_directory(folder) as tmp:
+            _generate(spec.embedded, tmp, spec)
+    return folder, datalist

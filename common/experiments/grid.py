@@ -1,0 +1,293 @@
+"""Grid files: what a study compares, read from YAML/JSON and checked before anything runs.
+
+A grid names task bundles, architectures, the stage-1 source (``imagenet`` / ``none``), the stage-2
+source (``none``, ``medical`` = the grid's own ``pretraining`` run, or ``bundle:<path>`` of an already
+trained stage-2 bundle), fine-tuning strategies (the overlays in ``configs/finetune/`` with parameters),
+seeds and overrides. :func:`load_grid` validates every name against the project (bundles, registries,
+overlay keys, data folders, ImageNet files) so a typo fails in a second, not after an hour of training.
+
+Example grid::
+
+    name: chest-strategies
+    tasks:
+      - bundle: chest_xray_classification
+        data: {dataset_dir: /data/ChestX-ray14}        # datalist defaults to <dataset_dir>/datalist.json
+    architectures: [densenet121, resnet50]
+    stage1: [imagenet]
+    stage2: [none]
+    strategies: [ft, lp, {name: lp_ft, params: {lp_epochs: 2}}]
+    seeds: [0, 1, 2, 3, 4]
+    overrides: {epochs: 20, image_size: 224}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from common.errors import ConfigError
+from common.experiments.bundles import FINETUNE_DIR, BundleInfo, bundle_info
+
+__all__ = ["DataSpec", "Grid", "PretrainSpec", "StrategySpec", "TaskSpec", "load_grid", "parse_grid"]
+
+#: Keys a grid sets per cell; overriding them by hand would silently break the comparison.
+RESERVED_OVERRIDES = ("arch", "pretrained", "seed", "finetune", "bundle_root", "dataset_dir", "datalist")
+_GRID_KEYS = {"name", "tasks", "architectures", "stage1", "stage2", "strategies", "seeds", "repeats", "overrides",
+              "pretraining", "baseline", "tracking", "metric"}
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """A fine-tuning strategy: an overlay ``configs/finetune/<name>.json`` and values for its keys."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def overlay(self) -> Path:
+        """The overlay config file merged after ``train.json``."""
+        return FINETUNE_DIR / f"{self.name}.json"
+
+    @property
+    def label(self) -> str:
+        """Name plus parameters, e.g. ``lp_ft(lp_epochs=2)``: distinct settings are distinct rows."""
+        if not self.params:
+            return self.name
+        return f"{self.name}(" + ",".join(f"{k}={self.params[k]}" for k in sorted(self.params)) + ")"
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where a task's data is: a prepared folder + datalist, or an embedded synthetic dataset to generate.
+
+    Attributes:
+        dataset_dir: dataset root (``None`` for embedded data, placed under the run's ``data/`` folder).
+        datalist: datalist JSON (default ``<dataset_dir>/datalist.json``).
+        embedded: embedded layout name (``chestxray14``, ``cbis-ddsm``, ``bcss``, ``general_medical``).
+        generate: generator keyword arguments (embedded only).
+        split: adapter keyword arguments (embedded only).
+    """
+
+    dataset_dir: Path | None = None
+    datalist: Path | None = None
+    embedded: str | None = None
+    generate: dict[str, Any] = field(default_factory=dict)
+    split: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task bundle of the grid with its data, architectures and overrides."""
+
+    bundle: BundleInfo
+    data: DataSpec
+    architectures: tuple[str, ...]
+    overrides: dict[str, Any]
+    metric: str
+
+
+@dataclass(frozen=True)
+class PretrainSpec:
+    """The grid's stage-2 run (``stage2: medical``): a pretraining bundle, its data and overrides."""
+
+    bundle: BundleInfo
+    data: DataSpec
+    overrides: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A parsed, validated grid (see module docstring)."""
+
+    name: str
+    tasks: tuple[TaskSpec, ...]
+    stage1: tuple[str, ...]
+    stage2: tuple[str, ...]
+    strategies: tuple[StrategySpec, ...]
+    seeds: tuple[int, ...]
+    overrides: dict[str, Any]
+    baseline: str = "ft"
+    tracking: str = "none"
+    pretraining: PretrainSpec | None = None
+    source: Path | None = None
+
+
+def _as_list(value: Any, key: str) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (str, int, dict)):
+        return [value]
+    if isinstance(value, list):
+        return value
+    raise ConfigError(f"grid key {key!r}: expected a list, got {type(value).__name__}")
+
+
+def _mapping(value: Any, key: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"grid key {key!r}: expected a mapping of key: value, got {type(value).__name__}")
+    reserved = sorted(set(value) & set(RESERVED_OVERRIDES))
+    if reserved and key.endswith("overrides"):
+        raise ConfigError(f"grid key {key!r} sets {', '.join(reserved)}: the grid sets these per cell "
+                          f"(use architectures / stage1 / stage2 / strategies / seeds / data instead)")
+    return dict(value)
+
+
+def _parse_strategy(entry: Any, index: int) -> StrategySpec:
+    if isinstance(entry, str):
+        spec = StrategySpec(entry)
+    elif isinstance(entry, dict) and "name" in entry and set(entry) <= {"name", "params"}:
+        spec = StrategySpec(str(entry["name"]), _mapping(entry.get("params"), f"strategies[{index}].params"))
+    else:
+        raise ConfigError(f"grid key 'strategies[{index}]': expected a name or {{name: ..., params: {{...}}}}, "
+                          f"got {entry!r}")
+    if not spec.overlay.is_file():
+        known = sorted(p.stem for p in FINETUNE_DIR.glob("*.json"))
+        raise ConfigError(f"unknown strategy {spec.name!r} in strategies[{index}]; choose from: {', '.join(known)}")
+    overlay_keys = set(json.loads(spec.overlay.read_text()))
+    unknown = sorted(set(spec.params) - overlay_keys - {"learning_rate", "weight_decay"})
+    if unknown:
+        raise ConfigError(f"strategy {spec.name!r} has no parameter {', '.join(unknown)}; its overlay "
+                          f"{spec.overlay.name} sets: {', '.join(sorted(overlay_keys - {'finetune'}))}")
+    return spec
+
+
+def _parse_data(value: Any, key: str, base: Path) -> DataSpec:
+    data = _mapping(value, key)
+    unknown = sorted(set(data) - {"dataset_dir", "datalist", "embedded", "generate", "split"})
+    if unknown:
+        raise ConfigError(f"grid key {key!r}: unknown {', '.join(unknown)} (use dataset_dir + datalist, or embedded)")
+    if "embedded" in data:
+        if "dataset_dir" in data or "datalist" in data:
+            raise ConfigError(f"grid key {key!r}: give either embedded or dataset_dir/datalist, not both")
+        return DataSpec(embedded=str(data["embedded"]), generate=_mapping(data.get("generate"), key + ".generate"),
+                        split=_mapping(data.get("split"), key + ".split"))
+    if "dataset_dir" not in data:
+        raise ConfigError(f"grid key {key!r}: dataset_dir is required (the folder in the dataset's own layout)")
+    root = (base / os.path.expanduser(str(data["dataset_dir"]))).resolve()
+    datalist = (base / os.path.expanduser(str(data["datalist"]))).resolve() if "datalist" in data else (
+        root / "datalist.json")
+    if not root.is_dir():
+        raise ConfigError(f"grid key {key}.dataset_dir: folder not found: {root}")
+    if not datalist.is_file():
+        raise ConfigError(f"grid key {key}.datalist: file not found: {datalist}; build it with "
+                          f"`python -m common prepare-data ...` (see the bundle's docs/README.md)")
+    return DataSpec(dataset_dir=root, datalist=datalist)
+
+
+def _check_embedded(spec: DataSpec, key: str) -> None:
+    from common.experiments.data import EMBEDDED_LAYOUTS
+
+    if spec.embedded is not None and spec.embedded not in EMBEDDED_LAYOUTS:
+        raise ConfigError(f"grid key {key}.embedded: unknown {spec.embedded!r}; choose from: "
+                          f"{', '.join(sorted(EMBEDDED_LAYOUTS))}")
+
+
+def _parse_task(entry: Any, index: int, archs: list[Any], base: Path) -> TaskSpec:
+    key = f"tasks[{index}]"
+    if isinstance(entry, str):
+        entry = {"bundle": entry}
+    if not isinstance(entry, dict) or "bundle" not in entry:
+        raise ConfigError(f"grid key {key!r}: expected {{bundle: <name or path>, data: {{...}}}}, got {entry!r}")
+    unknown = sorted(set(entry) - {"bundle", "data", "architectures", "overrides", "metric"})
+    if unknown:
+        raise ConfigError(f"grid key {key!r}: unknown {', '.join(unknown)}")
+    info = bundle_info(str(entry["bundle"]), base)
+    task_archs = [str(a) for a in _as_list(entry.get("architectures", archs or [info.default_arch]), key)]
+    for arch in task_archs:
+        info.check_arch(arch)
+    if "data" not in entry:
+        raise ConfigError(f"grid key {key}: data is required (dataset_dir/datalist, or embedded: <layout>)")
+    data = _parse_data(entry["data"], f"{key}.data", base)
+    _check_embedded(data, f"{key}.data")
+    return TaskSpec(info, data, tuple(task_archs), _mapping(entry.get("overrides"), f"{key}.overrides"),
+                    str(entry.get("metric", info.metric)))
+
+
+def _parse_pretraining(value: Any, base: Path) -> PretrainSpec:
+    section = _mapping(value, "pretraining")
+    unknown = sorted(set(section) - {"bundle", "data", "overrides"})
+    if unknown:
+        raise ConfigError(f"grid key 'pretraining': unknown {', '.join(unknown)}")
+    info = bundle_info(str(section.get("bundle", "medical_general_pretraining")), base)
+    if "data" not in section:
+        raise ConfigError("grid key 'pretraining': data is required (dataset_dir/datalist, or embedded: "
+                          "general_medical)")
+    data = _parse_data(section["data"], "pretraining.data", base)
+    _check_embedded(data, "pretraining.data")
+    return PretrainSpec(info, data, _mapping(section.get("overrides"), "pretraining.overrides"))
+
+
+def parse_grid(raw: Any, base: str | os.PathLike = ".", source: Path | None = None) -> Grid:
+    """Validate a grid given as a mapping (as read from YAML); relative paths are resolved against ``base``.
+
+    Raises:
+        ConfigError: unknown keys, bundles, architectures, strategies or parameters, missing data folders,
+            a stage-1 source an architecture has no weights for, or ``stage2: medical`` without ``pretraining``.
+    """
+    from common.experiments.sources import check_stage1
+
+    if not isinstance(raw, dict):
+        raise ConfigError(f"a grid file must hold a mapping of keys, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - _GRID_KEYS)
+    if unknown:
+        raise ConfigError(f"unknown grid keys: {', '.join(unknown)}; valid keys: {', '.join(sorted(_GRID_KEYS))}")
+    base_path = Path(base).resolve()
+    archs = _as_list(raw.get("architectures"), "architectures")
+    tasks = [_parse_task(t, i, archs, base_path) for i, t in enumerate(_as_list(raw.get("tasks"), "tasks"))]
+    if not tasks:
+        raise ConfigError("grid key 'tasks' is empty: name at least one task bundle")
+    stage1 = tuple(str(s) for s in _as_list(raw.get("stage1", ["imagenet"]), "stage1"))
+    stage2 = tuple(str(s) for s in _as_list(raw.get("stage2", ["none"]), "stage2"))
+    strategies = tuple(_parse_strategy(s, i) for i, s in enumerate(_as_list(raw.get("strategies", ["ft"]),
+                                                                             "strategies")))
+    if "seeds" in raw and "repeats" in raw:
+        raise ConfigError("grid keys 'seeds' and 'repeats' both set: give the seed list or a repeat count")
+    seeds = tuple(int(s) for s in _as_list(raw["seeds"], "seeds")) if "seeds" in raw else tuple(
+        range(int(raw.get("repeats", 1))))
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"grid key 'seeds' must list distinct seeds, got {list(seeds)}")
+    if len({s.label for s in strategies}) != len(strategies):
+        raise ConfigError("grid key 'strategies' lists the same strategy and parameters twice")
+    for value in stage1:
+        if value not in ("imagenet", "none"):
+            raise ConfigError(f"grid key 'stage1': {value!r} is not a stage-1 source; use imagenet or none")
+    pretraining = _parse_pretraining(raw["pretraining"], base_path) if raw.get("pretraining") else None
+    for value in stage2:
+        if value == "medical" and pretraining is None:
+            raise ConfigError("grid key 'stage2' lists 'medical' but the grid has no 'pretraining' section")
+        if value not in ("none", "medical") and not value.startswith("bundle:"):
+            raise ConfigError(f"grid key 'stage2': {value!r}; use none, medical or bundle:<trained stage-2 bundle>")
+        if value.startswith("bundle:"):
+            model = (base_path / value.removeprefix("bundle:")) / "models" / "model.pt"
+            if not model.is_file():
+                raise ConfigError(f"grid key 'stage2': {value} has no trained checkpoint: expected {model}")
+    tracking = str(raw.get("tracking", "none"))
+    if tracking not in ("none", "mlflow"):
+        raise ConfigError(f"grid key 'tracking': {tracking!r}; use none or mlflow")
+    grid = Grid(
+        name=str(raw.get("name", source.stem if source else "grid")), tasks=tuple(tasks), stage1=stage1,
+        stage2=stage2, strategies=strategies, seeds=seeds, overrides=_mapping(raw.get("overrides"), "overrides"),
+        baseline=str(raw.get("baseline", "ft")), tracking=tracking, pretraining=pretraining, source=source,
+    )
+    check_stage1(grid)
+    return grid
+
+
+def load_grid(path: str | os.PathLike) -> Grid:
+    """Read and validate the grid file at ``path`` (YAML or JSON); relative data paths are against its folder."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"grid file not found: {file}")
+    try:
+        raw = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"grid file {file} is not valid YAML: {err}") from err
+    return parse_grid(raw, file.parent, source=file.resolve())
+

@@ -1,0 +1,245 @@
+"""Run a grid: every cell through its bundle's own train and evaluate configs, resumably.
+
+Output folder layout::
+
+    grid.yaml                      the grid as given (provenance)
+    data/<layout>-<hash>/          embedded datasets (generated once)
+    pretrain/<arch>__<stage1>/     stage-2 bundle runs (models/model.pt = the hand-off checkpoint)
+    cells/<cell id>/               one bundle copy per cell: models/, eval/, logs/, result.json
+    results.csv                    one row per finished cell
+    leaderboard.md, leaderboard.csv, leaderboard.png, roc_best.png
+
+A cell runs in ``cells/<id>.partial`` and is renamed to ``cells/<id>`` only after its ``result.json``
+is written, so a killed or crashed cell leaves a ``.partial`` folder that the next run replaces, and a
+finished cell is never run or touched again. ``result.json`` records a fingerprint of the cell's settings:
+resuming with a changed grid (e.g. other epochs) stops with an error instead of mixing results.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import shutil
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from common.bundle_runner import copy_bundle, run_bundle
+from common.errors import ConfigError
+from common.experiments.bundles import BundleInfo
+from common.experiments.cells import Cell, PretrainCell, expand, fingerprint, pretrain_cells
+from common.experiments.data import prepare_data
+from common.experiments.grid import Grid
+from common.experiments.progress import CellProgress
+from common.experiments.tracking import mlflow_settings
+from common.io import atomic_write_json, atomic_write_text
+
+__all__ = ["RESULT_COLUMNS", "GridRun", "read_results", "run_grid"]
+
+logger = logging.getLogger(__name__)
+
+RESULT_COLUMNS = ("cell", "bundle", "arch", "stage1", "stage2", "strategy", "seed", "metric", "value",
+                  "val_metric", "seconds", "eval_dir")
+
+
+@dataclass
+class GridRun:
+    """What :func:`run_grid` did."""
+
+    output_dir: Path
+    total: int
+    skipped: int = 0
+    ran: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    leaderboard: Path | None = None
+
+
+def _result(folder: Path) -> dict[str, Any] | None:
+    file = folder / "result.json"
+    return json.loads(file.read_text()) if file.is_file() else None
+
+
+def _cell_settings(cell: Cell, data: tuple[Path, Path], pretrained: str, grid: Grid) -> dict[str, Any]:
+    overrides = {**grid.overrides, **cell.task.overrides, **cell.strategy.params}
+    return {**overrides, "arch": cell.arch, "pretrained": pretrained, "seed": cell.seed,
+            "dataset_dir": str(data[0]), "datalist": str(data[1])}
+
+
+def _pretrain_settings(pcell: PretrainCell, data: tuple[Path, Path], grid: Grid) -> dict[str, Any]:
+    assert grid.pretraining is not None
+    return {**grid.pretraining.overrides, "arch": pcell.arch, "pretrained": pcell.stage1, "seed": 0,
+            "dataset_dir": str(data[0]), "datalist": str(data[1])}
+
+
+def _best_val(workflow: Any) -> float | None:
+    try:
+        best = workflow.parser.get_parsed_content("validate#evaluator").state.best_metric
+    except Exception:  # noqa: BLE001 - a bundle without a validator simply has no validation metric
+        return None
+    return float(best) if best is not None and best > -1 else None
+
+
+def _transfer_summary(workflow: Any) -> str:
+    try:
+        return str(workflow.parser.get_parsed_content("pretrained_report").summary())
+    except Exception:  # noqa: BLE001 - informational only
+        return ""
+
+
+def _execute(
+    bundle: BundleInfo, final: Path, overlay: Path | None, settings: dict[str, Any], extra: dict[str, Any],
+    evaluate: bool, tracking: Callable[[str], dict[str, Any]] | None,
+) -> dict[str, Any]:
+    """Run ``bundle`` in ``final``'s ``.partial`` twin, then rename it to ``final``; return its result."""
+    partial = final.with_name(final.name + ".partial")
+    if partial.exists():
+        logger.info("re-running %s: removing the unfinished attempt %s", final.name, partial)
+        shutil.rmtree(partial)
+    copy_bundle(bundle.path, partial, overlay)
+    configs = ["train.json"] + (["finetune.json"] if overlay is not None else [])
+    started = time.perf_counter()
+    try:
+        track = {"tracking": tracking(f"{final.name}-train")} if tracking else {}
+        workflow = run_bundle(partial, configs, "train", **settings, **extra, **track)
+        result: dict[str, Any] = {"val_metric": _best_val(workflow), "transfer": _transfer_summary(workflow)}
+        if evaluate:
+            track = {"tracking": tracking(f"{final.name}-eval")} if tracking else {}
+            run_bundle(partial, configs + ["evaluate.json"], "eval", **settings, **extra, **track)
+            metrics = json.loads((partial / "eval" / "metrics.json").read_text())
+            if bundle.metric not in metrics or metrics[bundle.metric] is None:
+                raise ConfigError(f"{partial}/eval/metrics.json has no value for {bundle.metric!r}")
+            result["metric"], result["value"] = bundle.metric, float(metrics[bundle.metric])
+    except BaseException:
+        (partial / "error.txt").write_text(traceback.format_exc())
+        raise
+    result.update(seconds=round(time.perf_counter() - started, 2), fingerprint=fingerprint(settings))
+    atomic_write_json(partial / "result.json", result)
+    if final.exists():  # an unfinished folder without result.json (never a finished one: checked by the caller)
+        shutil.rmtree(final)
+    partial.replace(final)
+    return result
+
+
+def read_results(output_dir: str | Path) -> list[dict[str, str]]:
+    """The rows of ``output_dir/results.csv`` (empty if none)."""
+    file = Path(output_dir) / "results.csv"
+    if not file.is_file():
+        return []
+    with file.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _write_results(out: Path, cells: list[Cell]) -> list[dict[str, Any]]:
+    rows = []
+    for cell in cells:
+        folder = out / "cells" / cell.id
+        result = _result(folder)
+        if result is None:
+            continue
+        rows.append({**cell.describe(), "metric": result["metric"], "value": result["value"],
+                     "val_metric": result.get("val_metric"), "seconds": result["seconds"],
+                     "eval_dir": str(folder / "eval")})
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out / "results.csv", buffer.getvalue())
+    return rows
+
+
+def _check_resumable(out: Path, planned: list[tuple[Path, dict[str, Any]]]) -> None:
+    changed = [str(folder) for folder, settings in planned
+               if (r := _result(folder)) is not None and r.get("fingerprint") != fingerprint(settings)]
+    if changed:
+        raise ConfigError(
+            f"{len(changed)} finished cells in {out} were run with other settings than this grid "
+            f"({', '.join(changed[:3])}{' ...' if len(changed) > 3 else ''}); results are never overwritten: "
+            f"run into a new --output folder, or move those cells away to re-run them"
+        )
+
+
+def run_grid(
+    grid: Grid, output_dir: str | Path, num_workers: int | None = None, dry_run: bool = False,
+    fail_fast: bool = False,
+) -> GridRun:
+    """Run every unfinished cell of ``grid`` into ``output_dir``; write results.csv and the leaderboard.
+
+    Args:
+        grid: a validated grid (:func:`common.experiments.load_grid`).
+        output_dir: the run folder (see module docstring); reuse it to resume.
+        num_workers: DataLoader workers for every run (not part of a cell's settings).
+        dry_run: list the plan and what is already finished, run nothing.
+        fail_fast: stop at the first failing cell (default: record it, go on, report at the end).
+
+    Returns:
+        A :class:`GridRun` summary; ``failed`` lists cells that raised (their ``.partial`` folder keeps
+        ``error.txt`` with the traceback and is replaced on the next run).
+    """
+    from common.experiments.leaderboard import write_leaderboard
+
+    out = Path(output_dir).resolve()
+    cells = expand(grid)
+    pcells = pretrain_cells(cells)
+    data_root = out / "data"
+    extra = {} if num_workers is None else {"num_workers": int(num_workers)}
+    summary = GridRun(out, total=len(cells))
+    if dry_run:
+        for pcell in pcells:
+            logger.info("stage 2  %-40s %s", pcell.id, "done" if _result(out / "pretrain" / pcell.id) else "to run")
+        for cell in cells:
+            logger.info("cell     %-70s %s", cell.id, "done" if _result(out / "cells" / cell.id) else "to run")
+        return summary
+    out.mkdir(parents=True, exist_ok=True)
+    if grid.source is not None:
+        atomic_write_text(out / "grid.yaml", grid.source.read_text())
+    task_data = {task.bundle.name + str(i): prepare_data(task.data, data_root) for i, task in enumerate(grid.tasks)}
+    data_of = {id(task): task_data[task.bundle.name + str(i)] for i, task in enumerate(grid.tasks)}
+    pre_data = prepare_data(grid.pretraining.data, data_root) if pcells and grid.pretraining else None
+
+    def pretrained_for(cell: Cell) -> str:
+        if cell.pretrain is not None:
+            return "bundle:" + str(out / "pretrain" / cell.pretrain.id)
+        return cell.stage2 if cell.stage2.startswith("bundle:") else cell.stage1
+
+    planned = [(out / "cells" / c.id, _cell_settings(c, data_of[id(c.task)], pretrained_for(c), grid)) for c in cells]
+    stage2 = [(out / "pretrain" / p.id, _pretrain_settings(p, pre_data, grid)) for p in pcells] if pre_data else []
+    _check_resumable(out, planned + stage2)
+    tracking = None
+    if grid.tracking == "mlflow":
+        mlflow_settings(out / "mlruns", grid.name, "check")  # fails early when MLflow is missing
+
+        def tracking(run_name: str) -> dict[str, Any]:
+            return mlflow_settings(out / "mlruns", grid.name, run_name)
+
+    done = sum(_result(out / "cells" / c.id) is not None for c in cells)
+    summary.skipped = done
+    with CellProgress(len(cells), done) as progress:
+        for cell, (folder, settings) in zip(cells, planned, strict=True):
+            if _result(folder) is not None:
+                continue
+            try:
+                if cell.pretrain is not None and _result(out / "pretrain" / cell.pretrain.id) is None:
+                    assert grid.pretraining is not None and pre_data is not None
+                    logger.info("stage 2: pretraining %s from %s", cell.pretrain.arch, cell.pretrain.stage1)
+                    _execute(grid.pretraining.bundle, out / "pretrain" / cell.pretrain.id, None,
+                             _pretrain_settings(cell.pretrain, pre_data, grid), extra, False, tracking)
+                progress.start(cell.id)
+                result = _execute(cell.task.bundle, folder, cell.strategy.overlay, settings, extra, True, tracking)
+                progress.finish(cell.id, result["seconds"], result["value"])
+                summary.ran += 1
+            except Exception as err:  # noqa: BLE001 - one failing cell must not lose the others
+                logger.error("cell %s failed: %s (traceback in %s.partial/error.txt)", cell.id, err, folder)
+                summary.failed.append((cell.id, str(err)))
+                if fail_fast:
+                    break
+            _write_results(out, cells)
+    rows = _write_results(out, cells)
+    if rows:
+        summary.leaderboard = write_leaderboard(read_results(out), out, title=f"Leaderboard: {grid.name}",
+                                                baseline=grid.baseline)
+    return summary

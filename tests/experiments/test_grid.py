@@ -1,0 +1,137 @@
+"""Grid files: expansion into cells and clear errors before anything runs."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from common.errors import ConfigError
+from common.experiments.cells import expand, pretrain_cells
+from common.experiments.grid import load_grid, parse_grid
+
+
+@pytest.fixture()
+def data_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "cxr"
+    root.mkdir()
+    (root / "datalist.json").write_text('{"training": [], "validation": [], "test": []}')
+    return root
+
+
+@pytest.fixture()
+def empty_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A torch hub cache without any ImageNet file (as on a fresh offline machine)."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    return tmp_path / "torch_home"
+
+
+def _grid(data_dir: Path, **changes: Any) -> dict[str, Any]:
+    raw: dict[str, Any] = {
+        "name": "t",
+        "tasks": [{"bundle": "chest_xray_classification", "data": {"dataset_dir": str(data_dir)}}],
+        "architectures": ["efficientnet_lite0", "resnet18"],
+        "stage1": ["none"],
+        "stage2": ["none"],
+        "strategies": ["ft", {"name": "lp_ft", "params": {"lp_epochs": 1}}],
+        "seeds": [0, 1, 2],
+        "overrides": {"epochs": 2, "image_size": 32},
+    }
+    raw.update(changes)
+    return raw
+
+
+def test_expansion_is_the_full_product_in_order(data_dir: Path) -> None:
+    cells = expand(parse_grid(_grid(data_dir)))
+    assert len(cells) == 2 * 2 * 3
+    assert cells[0].id == "chest_xray_classification__efficientnet_lite0__none__none__ft__seed0"
+    assert cells[3].strategy.label == "lp_ft(lp_epochs=1)"
+    assert len({c.id for c in cells}) == len(cells)
+    assert [c.seed for c in cells[:3]] == [0, 1, 2]
+    assert cells[0].describe()["stage2"] == "none" and cells[0].pretrain is None
+
+
+def test_repeats_give_seeds_from_zero(data_dir: Path) -> None:
+    raw = _grid(data_dir, repeats=4)
+    del raw["seeds"]
+    assert parse_grid(raw).seeds == (0, 1, 2, 3)
+
+
+def test_stage2_medical_adds_one_pretraining_run_per_backbone_and_stage1(data_dir: Path) -> None:
+    raw = _grid(data_dir, stage1=["none", "imagenet"], stage2=["none", "medical"],
+                architectures=["efficientnet_lite0"],
+                pretraining={"data": {"dataset_dir": str(data_dir)}, "overrides": {"epochs": 1}})
+    cells = expand(parse_grid(raw))
+    assert len(cells) == 2 * 2 * 2 * 3
+    runs = pretrain_cells(cells)
+    assert [(p.arch, p.stage1) for p in runs] == [("efficientnet_lite0", "none"), ("efficientnet_lite0", "imagenet")]
+
+
+def test_a_given_stage2_bundle_is_not_repeated_per_stage1(data_dir: Path, tmp_path: Path) -> None:
+    stage2 = tmp_path / "stage2"
+    (stage2 / "models").mkdir(parents=True)
+    (stage2 / "models" / "model.pt").write_bytes(b"x")
+    cells = expand(parse_grid(_grid(data_dir, stage1=["none", "imagenet"], stage2=[f"bundle:{stage2}"],
+                                    architectures=["efficientnet_lite0"])))
+    assert len(cells) == 2 * 3 and {c.stage1 for c in cells} == {"n/a"}
+    assert cells[0].stage2_label == "stage2"
+
+
+def test_load_grid_reads_yaml_with_paths_relative_to_the_file(data_dir: Path, tmp_path: Path) -> None:
+    raw = _grid(data_dir)
+    raw["tasks"][0]["data"]["dataset_dir"] = "cxr"
+    file = tmp_path / "g.yaml"
+    file.write_text(yaml.safe_dump(raw))
+    grid = load_grid(file)
+    assert grid.tasks[0].data.dataset_dir == data_dir.resolve() and grid.source == file.resolve()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"strategies": ["ft", "fine_tune_everything"]}, "unknown strategy 'fine_tune_everything'"),
+        ({"strategies": [{"name": "lp_ft", "params": {"lp_epoch": 2}}]}, "has no parameter lp_epoch"),
+        ({"architectures": ["resnet19"]}, "cannot build architecture 'resnet19'"),
+        ({"tasks": [{"bundle": "chest_xray_classifier", "data": {}}]}, "unknown bundle 'chest_xray_classifier'"),
+        ({"tasks": [{"bundle": "chest_xray_classification", "data": {"dataset_dir": "/nowhere/x"}}]},
+         "folder not found: /nowhere/x"),
+        ({"tasks": [{"bundle": "chest_xray_classification"}]}, "data is required"),
+        ({"tasks": [{"bundle": "chest_xray_classification", "data": {"embedded": "mimic"}}]}, "unknown 'mimic'"),
+        ({"stage2": ["medical"]}, "no 'pretraining' section"),
+        ({"stage1": ["imagenet21k"]}, "not a stage-1 source"),
+        ({"overrides": {"pretrained": "imagenet"}}, "sets pretrained"),
+        ({"seeds": [0, 0]}, "distinct seeds"),
+        ({"repeats": 3}, "both set"),
+        ({"strategy": ["ft"]}, "unknown grid keys: strategy"),
+        ({"tasks": []}, "'tasks' is empty"),
+        ({"tracking": "wandb"}, "use none or mlflow"),
+    ],
+)
+def test_bad_grids_fail_before_running(data_dir: Path, change: dict[str, Any], message: str) -> None:
+    raw = _grid(data_dir)
+    raw.update(copy.deepcopy(change))
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_grid(raw)
+
+
+def test_missing_datalist_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    with pytest.raises(ConfigError, match=r"datalist: file not found: .*d/datalist.json.*prepare-data"):
+        parse_grid(_grid(tmp_path / "d"))
+
+
+def test_imagenet_stage1_needs_the_file_in_the_hub_cache(data_dir: Path, empty_hub: Path) -> None:
+    with pytest.raises(ConfigError, match=r"resnet18's ImageNet file .*resnet18-f37072fd.pth.*never downloads"):
+        parse_grid(_grid(data_dir, stage1=["imagenet"]))
+    # EfficientNet-Lite0's ImageNet weights ship in a package: no file needed.
+    parse_grid(_grid(data_dir, stage1=["imagenet"], architectures=["efficientnet_lite0"]))
+
+
+def test_segmentation_bundle_without_backbone_refuses_imagenet(data_dir: Path) -> None:
+    raw = _grid(data_dir, stage1=["imagenet"], architectures=None,
+                tasks=[{"bundle": "breast_histology_segmentation_swin_unetr", "data": {"dataset_dir": str(data_dir)}}])
+    with pytest.raises(ConfigError, match="no classifier backbone"):
+        parse_grid(raw)
