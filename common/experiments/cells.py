@@ -17,7 +17,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]+")
 
 
 def _safe(text: str) -> str:
-    return _UNSAFE.sub("-", text).strip("-")
+    return _UNSAFE.sub("-", text.replace(")", "")).strip("-")
 
 
 def fingerprint(settings: dict[str, Any]) -> str:
@@ -73,11 +73,18 @@ class Cell:
                 "stage2": self.stage2_label, "strategy": self.strategy.label, "seed": self.seed}
 
 
+def _excluded(cell: Cell, rules: tuple[dict[str, str], ...]) -> bool:
+    """Whether any ``exclude`` rule matches ``cell`` (a rule matches when all its keys match; strategy by name)."""
+    values = {**{k: str(v) for k, v in cell.describe().items()}, "strategy": cell.strategy.name,
+              "stage2": cell.stage2}
+    return any(all(values.get(k) == v for k, v in rule.items()) for rule in rules)
+
+
 def expand(grid: Grid) -> list[Cell]:
     """All cells of ``grid`` in run order: task, architecture, stage 1, stage 2, strategy, seed.
 
     A ``stage2: bundle:<path>`` source already contains its stage 1, so its cells are recorded with
-    ``stage1 = "n/a"`` once instead of once per stage-1 value.
+    ``stage1 = "n/a"`` once instead of once per stage-1 value. Cells matching an ``exclude`` rule are left out.
     """
     cells: list[Cell] = []
     seen: set[str] = set()
@@ -89,6 +96,8 @@ def expand(grid: Grid) -> list[Cell]:
                     for strategy in grid.strategies:
                         for seed in grid.seeds:
                             cell = Cell(task, arch, s1, stage2, strategy, seed)
+                            if _excluded(cell, grid.exclude):
+                                continue
                             if cell.id not in seen:
                                 seen.add(cell.id)
                                 cells.append(cell)

@@ -17,6 +17,7 @@ Example grid::
     stage2: [none]
     strategies: [ft, lp, {name: lp_ft, params: {lp_epochs: 2}}]
     seeds: [0, 1, 2, 3, 4]
+    exclude: [{arch: resnet50, strategy: lp}]        # optional: drop matching cells
     overrides: {epochs: 20, image_size: 224}
 """
 
@@ -38,7 +39,8 @@ __all__ = ["DataSpec", "Grid", "PretrainSpec", "StrategySpec", "TaskSpec", "load
 #: Keys a grid sets per cell; overriding them by hand would silently break the comparison.
 RESERVED_OVERRIDES = ("arch", "pretrained", "seed", "finetune", "bundle_root", "dataset_dir", "datalist")
 _GRID_KEYS = {"name", "tasks", "architectures", "stage1", "stage2", "strategies", "seeds", "repeats", "overrides",
-              "pretraining", "baseline", "tracking", "metric"}
+              "pretraining", "baseline", "tracking", "exclude"}
+_CELL_KEYS = ("bundle", "arch", "stage1", "stage2", "strategy", "seed")
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,7 @@ class Grid:
     tracking: str = "none"
     pretraining: PretrainSpec | None = None
     source: Path | None = None
+    exclude: tuple[dict[str, str], ...] = ()
 
 
 def _as_list(value: Any, key: str) -> list[Any]:
@@ -268,6 +271,12 @@ def parse_grid(raw: Any, base: str | os.PathLike = ".", source: Path | None = No
             model = (base_path / value.removeprefix("bundle:")) / "models" / "model.pt"
             if not model.is_file():
                 raise ConfigError(f"grid key 'stage2': {value} has no trained checkpoint: expected {model}")
+    exclude = []
+    for i, rule in enumerate(_as_list(raw.get("exclude"), "exclude")):
+        if not isinstance(rule, dict) or not rule or not set(rule) <= set(_CELL_KEYS):
+            raise ConfigError(f"grid key 'exclude[{i}]': expected a mapping of {', '.join(_CELL_KEYS)} to values, "
+                              f"got {rule!r}")
+        exclude.append({k: str(v) for k, v in rule.items()})
     tracking = str(raw.get("tracking", "none"))
     if tracking not in ("none", "mlflow"):
         raise ConfigError(f"grid key 'tracking': {tracking!r}; use none or mlflow")
@@ -275,6 +284,7 @@ def parse_grid(raw: Any, base: str | os.PathLike = ".", source: Path | None = No
         name=str(raw.get("name", source.stem if source else "grid")), tasks=tuple(tasks), stage1=stage1,
         stage2=stage2, strategies=strategies, seeds=seeds, overrides=_mapping(raw.get("overrides"), "overrides"),
         baseline=str(raw.get("baseline", "ft")), tracking=tracking, pretraining=pretraining, source=source,
+        exclude=tuple(exclude),
     )
     check_stage1(grid)
     return grid

@@ -80,6 +80,15 @@ def test_a_given_stage2_bundle_is_not_repeated_per_stage1(data_dir: Path, tmp_pa
     assert cells[0].stage2_label == "stage2"
 
 
+def test_exclude_rules_drop_matching_cells(data_dir: Path) -> None:
+    raw = _grid(data_dir, exclude=[{"arch": "resnet18", "strategy": "lp_ft"}, {"seed": 2}])
+    cells = expand(parse_grid(raw))
+    assert len(cells) == 2 * 2 * 2 - 2
+    assert not any(c.arch == "resnet18" and c.strategy.name == "lp_ft" for c in cells)
+    with pytest.raises(ConfigError, match=r"exclude\[0\]"):
+        parse_grid(_grid(data_dir, exclude=[{"model": "x"}]))
+
+
 def test_load_grid_reads_yaml_with_paths_relative_to_the_file(data_dir: Path, tmp_path: Path) -> None:
     raw = _grid(data_dir)
     raw["tasks"][0]["data"]["dataset_dir"] = "cxr"
