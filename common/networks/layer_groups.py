@@ -4,7 +4,8 @@ A layer group is a named list of module names; its parameters are those under an
 groups of a network cover every parameter exactly once and are ordered input -> output, so strategies
 can say "the first block", "the last two groups" or "depth from the top". Groups are found by the
 network's class, so one registry serves torchvision DenseNet/ResNet/VGG/Swin, MONAI DenseNet121,
-EfficientNet, UNet and SwinUNETR.
+EfficientNet, UNet, SwinUNETR and FlexibleUNet with a ResNet encoder (``resnet18_unet``: ``stem``,
+``block1..4`` named as in torchvision's ResNet, and ``head`` = decoder + segmentation head).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 import torch.nn as nn
 import torchvision.models as tvm
 from monai.networks import nets as monai_nets
+from monai.networks.nets.resnet import ResNetEncoder
 
 from common.errors import ConfigError
 from common.networks.unwrap import unwrap
@@ -85,6 +87,18 @@ def _unet(model: nn.Module) -> list[LayerGroup]:
     return [*encoders, *decoders, LayerGroup("head", head.modules)]
 
 
+def _resnet_unet(model: nn.Module) -> list[LayerGroup]:
+    # The decoder belongs to the head group: it is never transferred from a classifier, so strategies that
+    # freeze or decay "everything but the head" (LP, LP-FT, gradual unfreezing, layer-wise lr) treat the new
+    # decoder + segmentation head together as the task-specific part, instead of freezing a random decoder.
+    if not isinstance(model.encoder, ResNetEncoder):
+        raise ConfigError(f"layer groups of FlexibleUNet are registered for ResNet encoders only; this one has "
+                          f"{type(model.encoder).__name__}")
+    blocks = [LayerGroup(f"block{i}", (f"encoder.layer{i}",)) for i in range(1, 5)]
+    head = LayerGroup("head", ("decoder", "segmentation_head"))
+    return [LayerGroup("stem", ("encoder.conv1", "encoder.bn1")), *blocks, head]
+
+
 def _swin_unetr(model: nn.Module) -> list[LayerGroup]:
     vit = [LayerGroup("stem", ("swinViT.patch_embed",))]
     vit += [LayerGroup(f"stage{i}", (f"swinViT.layers{i}",)) for i in range(1, 5)]
@@ -102,6 +116,7 @@ _REGISTRY: list[tuple[type, Callable[[nn.Module], list[LayerGroup]]]] = [
     (monai_nets.EfficientNet, _efficientnet),
     (monai_nets.SwinUNETR, _swin_unetr),
     (monai_nets.UNet, _unet),
+    (monai_nets.FlexibleUNet, _resnet_unet),
 ]
 
 
@@ -154,7 +169,12 @@ def encoder_modules(model: nn.Module) -> list[str]:
 
     Every layer group except ``decoder*`` groups and the ``head``; for SwinUNETR only the Swin transformer
     (``swinViT``: stem and stages), because its convolutional ``encoder1..10`` skip blocks belong to the
-    segmentation decoder path and are absent from self-supervised Swin UNETR checkpoints.
+    segmentation decoder path and are absent from self-supervised Swin UNETR checkpoints; for a ResNet
+    FlexibleUNet the ResNet (``encoder.conv1``, ``encoder.bn1``, ``encoder.layer1..4``).
+
+    Example:
+        >>> encoder_modules(monai_nets.FlexibleUNet(3, 2, "resnet18"))[:3]
+        ['encoder.conv1', 'encoder.bn1', 'encoder.layer1']
     """
     groups = [g for g in layer_groups(model) if g.name != "head" and not g.name.startswith("decoder")]
     if isinstance(unwrap(model), monai_nets.SwinUNETR):

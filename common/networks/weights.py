@@ -10,6 +10,9 @@ Sources (DESIGN.md 4.4):
         or ``{"state_dict": ...}``, ``module.`` prefixes from DistributedDataParallel removed).
     ``"bundle:<path>"``: another bundle's ``models/model.pt`` (e.g. the stage-2 checkpoint).
 
+A segmenter with a classifier backbone (``resnet18_unet``) takes ``"imagenet"`` from its backbone's file and a
+classifier's state dict into its encoder (:func:`load_pretrained`).
+
 Files are read with ``torch.load(weights_only=True)``: a checkpoint from another site cannot run code.
 """
 
@@ -25,7 +28,9 @@ import torch
 import torch.nn as nn
 
 from common.errors import WeightsError
+from common.networks.layer_groups import encoder_modules
 from common.networks.registry import get_arch
+from common.networks.segmentation import SEGMENTERS, SegmenterSpec
 from common.networks.unwrap import unwrap
 
 __all__ = [
@@ -48,13 +53,19 @@ _IGNORABLE_MISSING = ("num_batches_tracked",)
 
 @dataclass
 class TransferReport:
-    """What a by-name transfer did: keys loaded, left at init (missing), skipped for shape, unused."""
+    """What a by-name transfer did: keys loaded, left at init (missing), skipped for shape, unused.
+
+    ``loaded``, ``missing`` and ``mismatched`` are the target network's key names; ``unexpected`` (source keys
+    the network has no place for) are the source's names. ``source_prefix`` is set when every source key was
+    placed under it (a classifier's backbone filling a segmenter's ``encoder.``).
+    """
 
     source: str
     loaded: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     mismatched: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
+    source_prefix: str = ""
 
     def summary(self) -> str:
         """One readable line with the counts and the first few keys of each kind."""
@@ -63,6 +74,8 @@ class TransferReport:
             return ", ".join(keys[:4]) + (" ..." if len(keys) > 4 else "")
 
         parts = [f"loaded {len(self.loaded)} tensors from {self.source}"]
+        if self.source_prefix:
+            parts[0] += f" (classifier keys placed under {self.source_prefix!r})"
         for label, keys in (("missing", self.missing), ("shape-mismatched", self.mismatched)):
             if keys:
                 parts.append(f"{label} {len(keys)} ({few(keys)})")
@@ -146,14 +159,24 @@ def load_pretrained(
 ) -> TransferReport:
     """Load ``pretrained`` into ``network`` by parameter name and report what happened.
 
-    Only keys under ``head`` (default: the architecture's classifier head) may be missing or differ in
-    shape: the head is the task-specific layer. Anything else missing, mismatched or a source that
-    leaves most of the network untouched raises, so weights are never dropped silently. A segmentation
-    network whose source fills only the encoder names it with ``required`` instead: then exactly the keys
-    under those modules must transfer, and the rest (decoder, head) may keep its initialisation.
+    Classifiers (``arch`` in :data:`common.networks.ARCHITECTURES`): only keys under ``head`` (default: the
+    architecture's classifier head) may be missing or differ in shape: the head is the task-specific layer.
+    Anything else missing, mismatched or a source that leaves most of the network untouched raises, so
+    weights are never dropped silently. A segmentation network whose source fills only the encoder names it
+    with ``required`` instead: then exactly the keys under those modules must transfer, and the rest
+    (decoder, head) may keep its initialisation.
+
+    Segmenters of :func:`common.networks.build_segmenter` (``arch`` in :data:`common.networks.SEGMENTERS`):
+    ``required`` defaults to :func:`common.networks.encoder_modules`. For one with a classifier backbone
+    (``resnet18_unet``: ``resnet18`` under ``encoder.``), ``"imagenet"`` reads the backbone's ImageNet file,
+    and a source without any ``encoder.`` key is taken as the backbone classifier's state dict (ImageNet, a
+    classification bundle, the stage-2 bundle): every key gets the prefix, the classifier head (``fc``)
+    is reported as unused, and ``TransferReport.source_prefix`` records the mapping. A source with
+    ``encoder.`` keys (another segmenter's checkpoint) loads by name unchanged. ``"imagenet"`` for
+    ``"unet"`` raises: it has no classifier encoder.
 
     Args:
-        network: the model built by :func:`common.networks.build_classifier`.
+        network: the model built by :func:`common.networks.build_classifier` or ``build_segmenter``.
         pretrained: the weight source (see module docstring).
         arch: architecture name, used for the ImageNet file and key fixes.
         head: dotted module name of the head; defaults to the registry's head for ``arch``.
@@ -164,8 +187,11 @@ def load_pretrained(
         The :class:`TransferReport` (also logged).
 
     Raises:
-        WeightsError: missing file or keys outside the head that do not transfer.
+        WeightsError: missing file or keys outside the head (or inside ``required``) that do not transfer.
     """
+    segmenter = SEGMENTERS.get(arch)
+    if segmenter is not None:
+        return _load_into_segmenter(network, pretrained, arch, segmenter, required)
     state = resolve_state_dict(pretrained, arch)
     report = TransferReport(source=str(pretrained))
     if state is None:
@@ -173,7 +199,33 @@ def load_pretrained(
         return report
     if required is None:
         head = head if head is not None else get_arch(arch).head
+    return _transfer(unwrap(network), state, report, arch, head=head, required=required)
+
+
+def _load_into_segmenter(network: nn.Module, pretrained: str, arch: str, spec: SegmenterSpec,
+                         required: list[str] | None) -> TransferReport:
+    """The segmenter branch of :func:`load_pretrained`: backbone ImageNet file and classifier-to-encoder keys."""
+    if pretrained == "imagenet" and spec.backbone is None:
+        with_backbone = [name for name, s in SEGMENTERS.items() if s.backbone is not None]
+        raise WeightsError(f"arch {arch!r} has no ImageNet weights: its encoder is not a classifier backbone. For an "
+                           f"ImageNet encoder set arch to one of {', '.join(with_backbone)}; or set pretrained to "
+                           f"'none', a file or 'bundle:<path>'")
+    state = resolve_state_dict(pretrained, spec.backbone or arch)
+    report = TransferReport(source=str(pretrained))
+    if state is None:
+        logger.info("pretrained='none': %s keeps its random initialisation", arch)
+        return report
     network = unwrap(network)
+    required = required if required is not None else encoder_modules(network)
+    if spec.encoder_prefix and not any(k.startswith(spec.encoder_prefix) for k in state):
+        report.source_prefix = spec.encoder_prefix
+        state = {spec.encoder_prefix + k: v for k, v in state.items()}
+    return _transfer(network, state, report, arch, head=None, required=required)
+
+
+def _transfer(network: nn.Module, state: dict[str, torch.Tensor], report: TransferReport, arch: str,
+              head: str | None, required: list[str] | None) -> TransferReport:
+    """Fill ``report``, raise if a tensor that must transfer does not, else load by name (``strict=False``)."""
     target = network.state_dict()
     to_load: dict[str, torch.Tensor] = {}
     for key, value in target.items():
@@ -184,7 +236,8 @@ def load_pretrained(
         else:
             to_load[key] = state[key]
             report.loaded.append(key)
-    report.unexpected = [k for k in state if k not in target]
+    # Unused keys are named as the source names them (a classifier's "fc.weight", not "encoder.fc.weight").
+    report.unexpected = [k.removeprefix(report.source_prefix) for k in state if k not in target]
 
     def must_load(key: str) -> bool:
         if key.endswith(_IGNORABLE_MISSING):
@@ -196,8 +249,10 @@ def load_pretrained(
     bad = [k for k in report.missing + report.mismatched if must_load(k)]
     if bad:
         scope = f"in {len(required)} required modules" if required is not None else f"outside the head {head!r}"
+        hint = (f" (its keys were placed under {report.source_prefix!r}: a {SEGMENTERS[arch].backbone} classifier "
+                f"state dict is expected)" if report.source_prefix else "")
         raise WeightsError(
-            f"weights from {pretrained} do not fit {arch} {scope}: {len(bad)} tensors would "
+            f"weights from {report.source}{hint} do not fit {arch} {scope}: {len(bad)} tensors would "
             f"stay untrained ({', '.join(bad[:5])} ...); {report.summary()}"
         )
     network.load_state_dict(to_load, strict=False)

@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from monai.bundle import ConfigParser, ckpt_export
+import torchvision
+from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export
 from PIL import Image
 
-from tests.bundles.conftest import BUNDLES, SEGMENTATION_BUNDLES, run_workflow, tiny_overrides
+from common.errors import ConfigError, WeightsError
+from tests.bundles.conftest import BUNDLES, SEGMENTATION_BUNDLES, root_cause, run_workflow, tiny_overrides
 
 SEG_OVERRIDES = {"patch_size": 64, "samples_per_image": 2, "batch_size": 4, "feature_size": 12, "sw_batch_size": 2}
 
@@ -108,3 +110,54 @@ def test_real_histology_tile_through_inference(trained: tuple[str, Path], tmp_pa
                  patch_size=64, feature_size=12, num_workers=0, sw_batch_size=2)
     mask = np.asarray(Image.open(shared / "predictions" / "ihc.png"))
     assert mask.shape == tile.shape[:2] and set(np.unique(mask)) <= {1, 2, 3, 4, 5}
+
+
+UNET_BUNDLE = "breast_histology_segmentation_unet"
+
+
+def _unet_workflow(root: Path, histo_dataset: Path, **override: object) -> ConfigWorkflow:
+    """An un-initialised train workflow of a fresh copy of the UNet bundle at ``root``."""
+    shutil.copytree(BUNDLES / UNET_BUNDLE / "configs", root / "configs")
+    overrides = {**tiny_overrides(root, histo_dataset, 64), **SEG_OVERRIDES, **override}
+    overrides.pop("image_size")
+    configs = root / "configs"
+    return ConfigWorkflow(config_file=str(configs / "train.json"), meta_file=str(configs / "metadata.json"),
+                          logging_file=str(configs / "logging.conf"), workflow_type="train", **overrides)
+
+
+def test_resnet18_unet_encoder_from_a_classifier_bundle(histo_dataset: Path, tmp_path: Path) -> None:
+    """Stage-2 -> segmentation: a resnet18 classifier bundle (5-class fc) fills resnet18_unet's encoder."""
+    torch.manual_seed(0)
+    classifier = torchvision.models.resnet18(num_classes=5)
+    (tmp_path / "classifier_bundle" / "models").mkdir(parents=True)
+    torch.save(classifier.state_dict(), tmp_path / "classifier_bundle" / "models" / "model.pt")
+    root = tmp_path / UNET_BUNDLE
+    workflow = _unet_workflow(root, histo_dataset, arch="resnet18_unet",
+                              pretrained=f"bundle:{tmp_path / 'classifier_bundle'}")
+    workflow.initialize()
+    network = workflow.parser.get_parsed_content("network")
+    source = classifier.state_dict()
+    encoder = {k.removeprefix("encoder."): v for k, v in network.state_dict().items() if k.startswith("encoder.")}
+    assert encoder.keys() == {k for k in source if not k.startswith("fc.")}
+    assert all(torch.equal(v.cpu(), source[k]) for k, v in encoder.items())
+    report = workflow.parser.get_parsed_content("pretrained_report")
+    assert report.source_prefix == "encoder." and sorted(report.unexpected) == ["fc.bias", "fc.weight"]
+    workflow.run()
+    workflow.finalize()
+    assert (root / "models" / "model.pt").is_file()
+    ckpt_export(net_id="network_def", filepath=str(tmp_path / "model.ts"), ckpt_file=str(root / "models" / "model.pt"),
+                meta_file=str(root / "configs" / "metadata.json"), config_file=str(root / "configs" / "inference.json"),
+                bundle_root=str(root), input_shape=[1, 3, 64, 64], use_trace=True, arch="resnet18_unet", patch_size=64)
+    assert torch.jit.load(str(tmp_path / "model.ts"))(torch.zeros(1, 3, 64, 64)).shape == (1, 5, 64, 64)
+
+
+@pytest.mark.parametrize(("override", "error", "match"), [
+    ({"arch": "unet", "pretrained": "imagenet"}, WeightsError, "arch 'unet' has no ImageNet weights"),
+    ({"arch": "resnet18_unet", "patch_size": 80}, ConfigError, "patch_size 80 does not fit resnet18_unet"),
+], ids=["unet-imagenet", "patch-not-multiple-of-32"])
+def test_unet_bundle_refuses_at_initialize(histo_dataset: Path, tmp_path: Path, override: dict, error: type,
+                                           match: str) -> None:
+    workflow = _unet_workflow(tmp_path / UNET_BUNDLE, histo_dataset, **override)
+    with pytest.raises(Exception) as info:
+        workflow.initialize()
+    assert isinstance(root_cause(info.value), error) and match in str(root_cause(info.value))
