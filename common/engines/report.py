@@ -1,4 +1,4 @@
-"""Handler that turns an evaluator's predictions into eval/metrics.json, report.md and plots."""
+"""Handler that turns an evaluator's predictions into eval/metrics.json, report.md, plots and predictions.npz."""
 
 from __future__ import annotations
 
@@ -27,9 +27,9 @@ class ClassificationReportHandler(PredictionCollector):
     """At the end of an evaluation run, compute the classification metrics and write the report folder.
 
     Args:
-        output_dir: the report folder (metrics.json, report.md, roc_curves.png, confusion_matrices.png);
-            replaced as a whole only once everything is written, so an earlier report is never half
-            overwritten.
+        output_dir: the report folder (metrics.json, report.md, roc_curves.png, confusion_matrices.png,
+            predictions.npz); replaced as a whole only once everything is written, so an earlier report is
+            never half overwritten.
         class_names: names of the outputs, in order.
         calibration: a :class:`PredictionCollector` that ran on the validation split first; per-class
             thresholds are chosen on its predictions (Youden's J). Without it only 0.5 is used.

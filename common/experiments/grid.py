@@ -45,10 +45,19 @@ _CELL_KEYS = ("bundle", "arch", "stage1", "stage2", "strategy", "seed")
 
 @dataclass(frozen=True)
 class StrategySpec:
-    """A fine-tuning strategy: an overlay ``configs/finetune/<name>.json`` and values for its keys."""
+    """A fine-tuning strategy: an overlay ``configs/finetune/<name>.json`` and values for its keys.
+
+    ``arch_params`` holds values that depend on the architecture (e.g. the ``cutoff_layer`` of ``cutoff``):
+    ``{arch: {key: value}}``, applied after ``params`` for cells of that architecture.
+    """
 
     name: str
     params: dict[str, Any] = field(default_factory=dict)
+    arch_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def params_for(self, arch: str) -> dict[str, Any]:
+        """The overlay values of a cell with architecture ``arch``."""
+        return {**self.params, **self.arch_params.get(arch, {})}
 
     @property
     def overlay(self) -> Path:
@@ -145,16 +154,19 @@ def _mapping(value: Any, key: str) -> dict[str, Any]:
 def _parse_strategy(entry: Any, index: int) -> StrategySpec:
     if isinstance(entry, str):
         spec = StrategySpec(entry)
-    elif isinstance(entry, dict) and "name" in entry and set(entry) <= {"name", "params"}:
-        spec = StrategySpec(str(entry["name"]), _mapping(entry.get("params"), f"strategies[{index}].params"))
+    elif isinstance(entry, dict) and "name" in entry and set(entry) <= {"name", "params", "arch_params"}:
+        by_arch = _mapping(entry.get("arch_params"), f"strategies[{index}].arch_params")
+        spec = StrategySpec(str(entry["name"]), _mapping(entry.get("params"), f"strategies[{index}].params"),
+                            {str(a): _mapping(v, f"strategies[{index}].arch_params.{a}") for a, v in by_arch.items()})
     else:
-        raise ConfigError(f"grid key 'strategies[{index}]': expected a name or {{name: ..., params: {{...}}}}, "
-                          f"got {entry!r}")
+        raise ConfigError(f"grid key 'strategies[{index}]': expected a name or {{name: ..., params: {{...}}, "
+                          f"arch_params: {{arch: {{...}}}}}}, got {entry!r}")
     if not spec.overlay.is_file():
         known = sorted(p.stem for p in FINETUNE_DIR.glob("*.json"))
         raise ConfigError(f"unknown strategy {spec.name!r} in strategies[{index}]; choose from: {', '.join(known)}")
     overlay_keys = set(json.loads(spec.overlay.read_text()))
-    unknown = sorted(set(spec.params) - overlay_keys - {"learning_rate", "weight_decay"})
+    given = set(spec.params).union(*[set(v) for v in spec.arch_params.values()])
+    unknown = sorted(given - overlay_keys - {"learning_rate", "weight_decay"})
     if unknown:
         raise ConfigError(f"strategy {spec.name!r} has no parameter {', '.join(unknown)}; its overlay "
                           f"{spec.overlay.name} sets: {', '.join(sorted(overlay_keys - {'finetune'}))}")

@@ -65,7 +65,7 @@ def _result(folder: Path) -> dict[str, Any] | None:
 
 
 def _cell_settings(cell: Cell, data: tuple[Path, Path], pretrained: str, grid: Grid) -> dict[str, Any]:
-    overrides = {**grid.overrides, **cell.task.overrides, **cell.strategy.params}
+    overrides = {**grid.overrides, **cell.task.overrides, **cell.strategy.params_for(cell.arch)}
     return {**overrides, "arch": cell.arch, "pretrained": pretrained, "seed": cell.seed,
             "dataset_dir": str(data[0]), "datalist": str(data[1])}
 

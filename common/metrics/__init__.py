@@ -11,9 +11,12 @@ from common.metrics.classification import (
     threshold_metrics,
 )
 from common.metrics.report import (
+    PREDICTIONS_FILE,
     format_metrics_table,
+    load_predictions,
     plot_confusion_matrices,
     plot_roc_curves,
+    save_predictions,
     write_classification_report,
 )
 from common.metrics.segmentation import (
@@ -45,6 +48,9 @@ __all__ = [
     "plot_confusion_matrices",
     "plot_roc_curves",
     "write_classification_report",
+    "PREDICTIONS_FILE",
+    "save_predictions",
+    "load_predictions",
     "compute_segmentation_metrics",
     "confusion_matrix",
     "dice_iou_from_confusion",

@@ -1,4 +1,4 @@
-"""Evaluation report: ``metrics.json``, ``report.md`` and two figures, written as one atomic folder swap.
+"""Evaluation report: ``metrics.json``, ``report.md``, two figures and the raw predictions, as one atomic folder swap.
 
 Figures are drawn on ``matplotlib.figure.Figure`` objects with an Agg canvas, never through pyplot, so
 nothing touches matplotlib's global backend or figure registry (and no figure is left open).
@@ -23,11 +23,20 @@ from common.metrics.formatting import NA as _NA
 from common.metrics.formatting import fmt as _fmt
 from common.metrics.formatting import new_figure as _new_figure
 
-__all__ = ["write_classification_report", "format_metrics_table", "plot_roc_curves", "plot_confusion_matrices"]
+__all__ = [
+    "PREDICTIONS_FILE",
+    "write_classification_report",
+    "format_metrics_table",
+    "plot_roc_curves",
+    "plot_confusion_matrices",
+    "save_predictions",
+    "load_predictions",
+]
 
 logger = logging.getLogger(__name__)
 
-
+# Not "test_predictions": evaluate.json can be pointed at any split; the report folder says which.
+PREDICTIONS_FILE = "predictions.npz"
 
 def _fmt_auc(auc: float | None, ci: list[float | None] | None) -> str:
     if auc is None:
@@ -124,6 +133,51 @@ def plot_confusion_matrices(metrics: dict[str, Any], path: str | os.PathLike, ti
     fig.savefig(path, dpi=120)
 
 
+def save_predictions(
+    path: str | os.PathLike, y_true: np.ndarray, y_prob: np.ndarray, class_names: list[str]
+) -> None:
+    """Save the labels, probabilities and class names an evaluation was computed from, as an ``.npz``.
+
+    Keys: ``y_true`` (float, NaN = unknown label), ``y_prob`` (float) and ``class_names`` (unicode strings, so
+    :func:`numpy.load` needs no pickle). Later analyses (the experiment leaderboard's pooled ROC) read it back
+    with :func:`load_predictions`.
+
+    Example:
+        >>> save_predictions("eval/predictions.npz", y_true, y_prob, ["Atelectasis", "Effusion"])  # doctest: +SKIP
+    """
+    with open(path, "wb") as handle:
+        np.savez_compressed(
+            handle,
+            y_true=np.asarray(y_true, dtype=float),
+            y_prob=np.asarray(y_prob, dtype=float),
+            class_names=np.asarray(class_names, dtype=str),
+        )
+
+
+def load_predictions(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Read a file written by :func:`save_predictions`: ``(y_true, y_prob, class_names)``.
+
+    Raises:
+        DataError: the file is unreadable, lacks a key, or its arrays disagree in shape.
+
+    Example:
+        >>> y_true, y_prob, names = load_predictions("eval/predictions.npz")  # doctest: +SKIP
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            y_true, y_prob = np.asarray(data["y_true"], dtype=float), np.asarray(data["y_prob"], dtype=float)
+            names = [str(name) for name in data["class_names"]]
+    except (OSError, ValueError, KeyError) as error:
+        expected = "expected keys y_true, y_prob, class_names"
+        raise DataError(f"cannot read predictions {path}: {error}; {expected}") from error
+    if y_true.ndim != 2 or y_true.shape != y_prob.shape or y_true.shape[1] != len(names):
+        raise DataError(
+            f"predictions {path}: y_true {y_true.shape}, y_prob {y_prob.shape} and {len(names)} class names disagree; "
+            "expected two (n_images, n_classes) arrays and one name per class"
+        )
+    return y_true, y_prob, names
+
+
 def write_classification_report(
     metrics: dict[str, Any],
     output_dir: str | os.PathLike,
@@ -131,16 +185,17 @@ def write_classification_report(
     y_prob: ArrayLike,
     title: str = "Evaluation",
 ) -> Path:
-    """Write ``metrics.json``, ``report.md``, ``roc_curves.png`` and ``confusion_matrices.png`` to ``output_dir``.
+    """Write ``metrics.json``, ``report.md``, ``roc_curves.png``, ``confusion_matrices.png`` and ``predictions.npz``.
 
-    All four files are written to a temporary sibling folder that replaces ``output_dir`` only once
-    complete, so a failure leaves any earlier report untouched.
+    ``predictions.npz`` (:data:`PREDICTIONS_FILE`) holds ``y_true``, ``y_prob`` and ``class_names`` as
+    described in :func:`save_predictions`. All five files are written to a temporary sibling folder that
+    replaces ``output_dir`` only once complete, so a failure leaves any earlier report untouched.
 
     Args:
         metrics: output of :func:`~common.metrics.compute_classification_metrics`.
         output_dir: report folder; replaced as a whole.
         y_true: the labels the metrics were computed from, ``(n_images, n_classes)``, NaN = unknown.
-        y_prob: the matching probabilities (for the ROC curves).
+        y_prob: the matching probabilities (for the ROC curves and ``predictions.npz``).
         title: heading of the report and the figures.
 
     Returns:
@@ -175,5 +230,6 @@ def write_classification_report(
         atomic_write_text(tmp / "report.md", markdown)
         plot_roc_curves(labels, probs, metrics, tmp / "roc_curves.png", title=title)
         plot_confusion_matrices(metrics, tmp / "confusion_matrices.png", title=title)
+        save_predictions(tmp / PREDICTIONS_FILE, labels, probs, metrics["class_names"])
     logger.info("wrote evaluation report (%d images, %d classes) to %s", *expected, output_dir)
     return Path(output_dir)

@@ -15,6 +15,7 @@ from sklearn.metrics import roc_auc_score
 
 from common.engines import ClassificationReportHandler, MultilabelAUC, PredictionCollector, ProbabilityCSVWriter
 from common.errors import DataError
+from common.metrics import load_predictions
 
 PROBS = np.array([[0.9, 0.2], [0.8, 0.7], [0.3, 0.4], [0.1, 0.6]], dtype=np.float32)
 LABELS = np.array([[1, 0], [1, 1], [0, 0], [0, 1]], dtype=np.float32)
@@ -81,6 +82,10 @@ def test_report_handler_uses_validation_thresholds(tmp_path: Path) -> None:
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["threshold_source"] == "validation"
     assert metrics["per_class"][0]["auc"] == pytest.approx(roc_auc_score(LABELS[:, 0], PROBS[:, 0]))
+    y_true, y_prob, names = load_predictions(tmp_path / "eval" / "predictions.npz")
+    np.testing.assert_array_equal(y_true, LABELS)
+    np.testing.assert_array_equal(y_prob, PROBS)
+    assert names == ["A", "B"]
 
 
 def test_auc_metric_is_the_mean_of_sklearn_aucs() -> None:

@@ -54,6 +54,15 @@ def test_expansion_is_the_full_product_in_order(data_dir: Path) -> None:
     assert cells[0].describe()["stage2"] == "none" and cells[0].pretrain is None
 
 
+def test_architecture_specific_strategy_parameters(data_dir: Path) -> None:
+    cutoff = {"name": "cutoff", "arch_params": {"resnet18": {"cutoff_layer": "layer3.1.conv2"}}}
+    grid = parse_grid(_grid(data_dir, strategies=[cutoff]))
+    assert grid.strategies[0].params_for("resnet18") == {"cutoff_layer": "layer3.1.conv2"}
+    assert grid.strategies[0].params_for("efficientnet_lite0") == {}
+    with pytest.raises(ConfigError, match="has no parameter cut_layer"):
+        parse_grid(_grid(data_dir, strategies=[{"name": "cutoff", "arch_params": {"resnet18": {"cut_layer": "x"}}}]))
+
+
 def test_repeats_give_seeds_from_zero(data_dir: Path) -> None:
     raw = _grid(data_dir, repeats=4)
     del raw["seeds"]

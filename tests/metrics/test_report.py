@@ -1,4 +1,4 @@
-"""Tests of common.metrics.report: the four report files, the Markdown table and the atomic folder swap."""
+"""Tests of common.metrics.report: the five report files, the Markdown table, the saved predictions and the swap."""
 
 from __future__ import annotations
 
@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 
 from common.errors import DataError
-from common.metrics import compute_classification_metrics, format_metrics_table, report, write_classification_report
+from common.metrics import (
+    PREDICTIONS_FILE,
+    compute_classification_metrics,
+    format_metrics_table,
+    load_predictions,
+    report,
+    save_predictions,
+    write_classification_report,
+)
 
 NAN = np.nan
 NAMES = ["Atelectasis", "Effusion", "Hernia"]
@@ -18,7 +26,7 @@ Y_TRUE = np.array([[0, 1, 0], [0, NAN, 0], [1, 0, NAN], [1, 1, 0], [0, 0, 0], [1
 Y_PROB = np.array(
     [[0.1, 0.7, 0.2], [0.4, 0.2, 0.1], [0.35, 0.3, 0.6], [0.8, 0.7, 0.3], [0.6, 0.7, 0.1], [0.9, 0.5, 0.4]]
 )
-FILES = ["confusion_matrices.png", "metrics.json", "report.md", "roc_curves.png"]
+FILES = ["confusion_matrices.png", "metrics.json", "predictions.npz", "report.md", "roc_curves.png"]
 
 
 @pytest.fixture
@@ -41,6 +49,50 @@ def test_report_writes_all_files(tmp_path: Path, metrics: dict) -> None:
     assert saved == metrics
 
 
+def test_report_saves_predictions_bit_for_bit(tmp_path: Path, metrics: dict) -> None:
+    out = write_classification_report(metrics, tmp_path / "eval", Y_TRUE, Y_PROB)
+    with np.load(out / PREDICTIONS_FILE, allow_pickle=False) as data:
+        assert sorted(data.files) == ["class_names", "y_prob", "y_true"]
+        np.testing.assert_array_equal(data["y_true"], Y_TRUE)  # NaN positions included
+        np.testing.assert_array_equal(data["y_prob"], Y_PROB)
+        assert data["y_true"].dtype == np.float64 and data["class_names"].tolist() == NAMES
+    y_true, y_prob, names = load_predictions(out / PREDICTIONS_FILE)
+    np.testing.assert_array_equal(y_true, Y_TRUE)
+    np.testing.assert_array_equal(y_prob, Y_PROB)
+    assert names == NAMES
+
+
+@pytest.mark.parametrize(
+    ("arrays", "match"),
+    [
+        ({"y_true": Y_TRUE, "y_prob": Y_PROB}, "expected keys y_true, y_prob, class_names"),
+        ({"y_true": Y_TRUE, "y_prob": Y_PROB[:, :2], "class_names": np.array(NAMES)}, r"y_prob \(6, 2\)"),
+        ({"y_true": Y_TRUE, "y_prob": Y_PROB, "class_names": np.array(NAMES[:2])}, "2 class names disagree"),
+    ],
+    ids=["missing-key", "shape", "names"],
+)
+def test_load_predictions_rejects_bad_files(tmp_path: Path, arrays: dict, match: str) -> None:
+    path = tmp_path / "predictions.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(DataError, match=match):
+        load_predictions(path)
+
+
+def test_load_predictions_rejects_unreadable_file(tmp_path: Path) -> None:
+    path = tmp_path / "predictions.npz"
+    path.write_text("not a zip")
+    with pytest.raises(DataError, match="cannot read predictions"):
+        load_predictions(path)
+
+
+def test_save_predictions_round_trip_without_pickle(tmp_path: Path) -> None:
+    save_predictions(tmp_path / "p.npz", Y_TRUE[:2], Y_PROB[:2], NAMES)
+    y_true, y_prob, names = load_predictions(tmp_path / "p.npz")
+    np.testing.assert_array_equal(y_true, Y_TRUE[:2])
+    np.testing.assert_array_equal(y_prob, Y_PROB[:2])
+    assert names == NAMES
+
+
 def test_report_markdown_lists_every_class(tmp_path: Path, metrics: dict) -> None:
     out = write_classification_report(metrics, tmp_path / "eval", Y_TRUE, Y_PROB, title="Test set")
     text = (out / "report.md").read_text()
@@ -61,7 +113,9 @@ def test_format_metrics_table_rows(metrics: dict) -> None:
     assert "- Mean AUC over 2 classes [95% CI]: 0.764" in "\n".join(lines)
 
 
-@pytest.mark.parametrize("failing", ["plot_confusion_matrices", "plot_roc_curves"], ids=["confusion", "roc"])
+@pytest.mark.parametrize(
+    "failing", ["plot_confusion_matrices", "plot_roc_curves", "save_predictions"], ids=["confusion", "roc", "npz"]
+)
 def test_failed_write_leaves_previous_report(
     tmp_path: Path, metrics: dict, monkeypatch: pytest.MonkeyPatch, failing: str
 ) -> None:
