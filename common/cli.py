@@ -73,6 +73,18 @@ def _prepare_bcss(args: argparse.Namespace) -> None:
     sys.stdout.write(f"wrote {args.output}\n{summary}\n")
 
 
+def _prepare_general_medical(args: argparse.Namespace) -> None:
+    from common.data import build_general_datalist
+    from common.data.general_medical_sampling import format_sampling_table
+
+    datalist = build_general_datalist(args.sources, args.output, val_fraction=args.val_fraction, seed=args.seed,
+                                      target=args.target)
+    counts = ", ".join(f"{s['name']} {s['training']}/{s['validation']} (test left out: {s['test_excluded']})"
+                       for s in datalist["sources"])  # fmt: skip
+    sys.stdout.write(f"wrote {Path(args.output) / 'datalist.json'}: {len(datalist['class_names'])} classes; "
+                     f"training/validation per source: {counts}\n{format_sampling_table(datalist['sampling'])}\n")
+
+
 def _generate_bcss(args: argparse.Namespace) -> None:
     from common.data import generate_bcss
 
@@ -149,6 +161,18 @@ def build_parser() -> argparse.ArgumentParser:
     bcss.add_argument("--seed", type=int, default=0, help="seed of the patient-wise split")
     bcss.add_argument("--no-check-images", action="store_true", help="do not read masks to check their codes")
     bcss.set_defaults(func=_prepare_bcss)
+    general = datasets.add_parser("general-medical", help="stage-2 pretraining: merge many sources into one "
+                                  "weighted multi-label datalist (test splits left out)")  # fmt: skip
+    general.add_argument("--sources", required=True, type=Path, help="YAML/JSON list of sources (name, kind, "
+                         "path, modality, class_names ...; see bundles/medical_general_pretraining/docs/README.md)")
+    general.add_argument("--output", required=True, type=Path, help="folder receiving datalist.json (and the PNGs "
+                         "of medmnist sources)")  # fmt: skip
+    general.add_argument("--val-fraction", type=float, default=0.1, help="validation share drawn for sources "
+                         "without a validation split")  # fmt: skip
+    general.add_argument("--seed", type=int, default=0, help="seed of those draws")
+    general.add_argument("--target", choices=["class", "modality+class"], default="class",
+                         help="outputs: the class union, or the union plus one-hot modalities")
+    general.set_defaults(func=_prepare_general_medical)
 
     generate = commands.add_parser("generate-data", help="write synthetic data in a public dataset's layout")
     gen_sets = generate.add_subparsers(dest="dataset", required=True)

@@ -31,6 +31,15 @@ from common.data.chestxray14 import (
     summarise_datalist,
 )
 from common.data.embedded import EMBEDDED_DATASETS, make_embedded_dataset
+from common.data.general_medical import (
+    GENERAL_TARGETS,
+    build_general_datalist,
+    make_general_medical_dataset,
+    read_class_names,
+    sampling_weights,
+    write_class_names,
+)
+from common.data.general_medical_spec import KNOWN_CLASS_SETS, SOURCE_KINDS, SourceSpec, read_sources
 from common.data.inbreast import BIRADS_VALUES, load_inbreast_datalist, read_inbreast_csv
 from common.data.splits import check_nonempty_splits, check_patient_disjoint, group_by_split, patient_split
 from common.data.synthetic_cxr import SyntheticCase, generate_chestxray14, render_chest, sample_cases
@@ -83,4 +92,14 @@ __all__ = [
     "generate_bcss",
     "EMBEDDED_DATASETS",
     "make_embedded_dataset",
+    "GENERAL_TARGETS",
+    "KNOWN_CLASS_SETS",
+    "SOURCE_KINDS",
+    "SourceSpec",
+    "build_general_datalist",
+    "make_general_medical_dataset",
+    "read_class_names",
+    "read_sources",
+    "sampling_weights",
+    "write_class_names",
 ]

@@ -9,6 +9,7 @@ from common.transforms.crop_resize import AspectResize, AspectResized, Foregroun
 from common.transforms.dicom_intensity import DicomIntensity, DicomIntensityd
 from common.transforms.labels import MultiLabel, MultiLabeld
 from common.transforms.labels_remap import RemapLabels, RemapLabelsd
+from common.transforms.medical_image import LoadMedicalImage, LoadMedicalImaged, read_medical_image
 from common.transforms.radiograph import LoadRadiograph, LoadRadiographd, read_radiograph
 from common.transforms.stain import RandHEDJitter, RandHEDJitterd
 
@@ -23,6 +24,8 @@ __all__ = [
     "DicomIntensityd",
     "ForegroundCrop",
     "ForegroundCropd",
+    "LoadMedicalImage",
+    "LoadMedicalImaged",
     "LoadRadiograph",
     "LoadRadiographd",
     "MultiLabel",
@@ -33,5 +36,6 @@ __all__ = [
     "RemapLabelsd",
     "ToImageNetInput",
     "ToImageNetInputd",
+    "read_medical_image",
     "read_radiograph",
 ]

@@ -7,16 +7,20 @@ from pathlib import Path
 import pytest
 from monai.bundle import ConfigWorkflow
 
-from common.data import make_embedded_dataset
+from common.data import make_embedded_dataset, make_general_medical_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLES = REPO / "bundles"
 CHEST_BUNDLE = BUNDLES / "chest_xray_classification"
 MAMMO_BUNDLE = BUNDLES / "breast_mammo_classification"
+GENERAL_BUNDLE = BUNDLES / "medical_general_pretraining"
 SCHEMA = REPO.parent / "shared" / "monai" / "meta_schema_20240725.json"
 
 # bundle name -> (dataset fixture, image size used in tests)
-BUNDLE_DATA = {"chest_xray_classification": ("chest_dataset", 32), "breast_mammo_classification": ("mammo_dataset", 64)}
+BUNDLE_DATA = {"chest_xray_classification": ("chest_dataset", 32), "breast_mammo_classification": ("mammo_dataset", 64),
+               "medical_general_pretraining": ("general_dataset", 32)}
+# bundle name -> the split its evaluate.json reports on (stage 2 has no test split: it never sees a task's test images)
+EVAL_SPLIT = {"medical_general_pretraining": "validation"}
 SEGMENTATION_BUNDLES = ["breast_histology_segmentation_unet", "breast_histology_segmentation_swin_unetr"]
 ALL_BUNDLES = [*BUNDLE_DATA, *SEGMENTATION_BUNDLES]
 
@@ -45,6 +49,15 @@ def histo_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("bcss")
     make_embedded_dataset("bcss", root, {"n_patients": 6, "tiles_per_patient": 2, "tile_size": 96, "seed": 0},
                           {"val_fraction": 0.2, "test_fraction": 0.2, "seed": 0})
+    return root
+
+
+@pytest.fixture(scope="session")
+def general_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Stage-2 data from four tiny synthetic sources (ChestX-ray14 and BCSS layouts, a ChestMNIST npz, a folder of
+    benign / malignant DICOM mammograms), merged into one weighted datalist.json (21 classes)."""
+    root = tmp_path_factory.mktemp("general_medical")
+    make_general_medical_dataset(root, seed=0, image_size=32, n_images=16)
     return root
 
 

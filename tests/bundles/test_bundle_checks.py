@@ -13,14 +13,25 @@ import pytest
 import torch
 from monai.bundle import ConfigParser, ckpt_export, verify_metadata, verify_net_in_out
 
-from tests.bundles.conftest import ALL_BUNDLES, BUNDLE_DATA, BUNDLES, SCHEMA, run_workflow, tiny_overrides
+from tests.bundles.conftest import (
+    ALL_BUNDLES,
+    BUNDLE_DATA,
+    BUNDLES,
+    EVAL_SPLIT,
+    SCHEMA,
+    run_workflow,
+    tiny_overrides,
+)
 
 NAMES = list(BUNDLE_DATA)
 
 
-def _class_names(name: str) -> list[str]:
+def _class_names(name: str, bundle_root: Path | None = None) -> list[str]:
+    """The outputs inference.json names (equal to train.json's, tested below), for a trained copy when given."""
     parser = ConfigParser()
-    parser.read_config(str(_configs(name) / "train.json"))
+    parser.read_config(str(_configs(name) / "inference.json"))
+    if bundle_root is not None:
+        parser["bundle_root"] = str(bundle_root)
     return list(parser.get_parsed_content("class_names"))
 
 
@@ -43,15 +54,15 @@ def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
 def test_train_evaluate_infer(trained: tuple[str, Path, Path], tmp_path: Path) -> None:
     name, root, dataset = trained
-    size = BUNDLE_DATA[name][1]
-    classes = _class_names(name)
+    size, split = BUNDLE_DATA[name][1], EVAL_SPLIT.get(name, "test")
+    classes = _class_names(name, root)
     state = torch.load(root / "models" / "model.pt", map_location="cpu", weights_only=True)
     assert state  # CheckpointSaver kept the best model
     run_workflow(root / "configs", ["train.json", "evaluate.json"], "eval",
                  **{**tiny_overrides(root, dataset, size), "n_boot": 30})
     metrics = json.loads((root / "eval" / "metrics.json").read_text())
     assert metrics["class_names"] == classes and metrics["threshold_source"] == "validation"
-    assert metrics["n_images"] == len(json.loads((dataset / "datalist.json").read_text())["test"])
+    assert metrics["n_images"] == len(json.loads((dataset / "datalist.json").read_text())[split])
     for produced in ("report.md", "roc_curves.png", "confusion_matrices.png"):
         assert (root / "eval" / produced).is_file()
     # Inference from a copy holding only configs + models/model.pt, as shared with another site.
@@ -59,8 +70,8 @@ def test_train_evaluate_infer(trained: tuple[str, Path, Path], tmp_path: Path) -
     shutil.copytree(root / "configs", shared / "configs")
     shutil.copytree(root / "models", shared / "models")
     workflow = run_workflow(shared / "configs", ["inference.json"], "infer", bundle_root=str(shared),
-                            dataset_dir=str(dataset), datalist=str(dataset / "datalist.json"), image_size=size,
-                            num_workers=0)
+                            dataset_dir=str(dataset), datalist=str(dataset / "datalist.json"), datalist_key=split,
+                            image_size=size, num_workers=0)
     assert workflow.check_properties() == []
     rows = list(csv.reader(open(shared / "predictions" / "predictions.csv", newline="")))
     assert rows[0] == ["image", *classes]
@@ -76,7 +87,7 @@ def test_ckpt_export_torchscript(trained: tuple[str, Path, Path], tmp_path: Path
     ckpt_export(net_id="network_def", filepath=str(out), ckpt_file=str(root / "models" / "model.pt"),
                 meta_file=str(configs / "metadata.json"), config_file=str(configs / "inference.json"),
                 bundle_root=str(root), input_shape=[1, 3, size, size], use_trace=True)
-    classes = _class_names(name)
+    classes = _class_names(name, root)
     assert torch.jit.load(str(out))(torch.zeros(1, 3, size, size)).shape == (1, len(classes))
 
 
@@ -110,6 +121,8 @@ def test_inference_repeats_train_definitions(name: str) -> None:
                                                                         "preprocessing", "dataset", "handlers",
                                                                         "inferer", "postprocessing", "network"))]
     assert "network_def" in inference and inference["network_def"] == train["network_def"]
+    # Class names read from the data by train.json (stage 2) are checked by the train -> evaluate -> infer run.
+    shared = [k for k in shared if not (k == "class_names" and isinstance(train[k], str))]
     for key in shared:
         assert inference[key] == train[key], key
 
@@ -118,12 +131,13 @@ def test_inference_repeats_train_definitions(name: str) -> None:
 def test_inference_preprocessing_equals_validation(name: str, request: pytest.FixtureRequest) -> None:
     fixture, _ = BUNDLE_DATA[name]
     dataset = request.getfixturevalue(fixture)
-    item = json.loads((dataset / "datalist.json").read_text())["test"][0]
+    item = json.loads((dataset / "datalist.json").read_text())[EVAL_SPLIT.get(name, "test")][0]
     item = {**item, "image": str(dataset / item["image"])}
     outputs = []
     for files, key in ((["train.json"], "validate#preprocessing"), (["inference.json"], "preprocessing")):
         parser = ConfigParser()
         parser.read_config([str(_configs(name) / f) for f in files])
+        parser["dataset_dir"] = str(dataset)
         outputs.append(parser.get_parsed_content(key)({k: v for k, v in item.items() if k != "label"} | (
             {"label": item["label"]} if key.startswith("validate") else {}))["image"])
     assert outputs[0].shape == (3, 224, 224)
