@@ -109,10 +109,13 @@ def _generate_chestxray14(args: argparse.Namespace) -> None:
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from common.demo import run_demo
+    from common.demo import DEMO_GRID, run_demo, run_tour
 
-    run_demo(args.output_dir, n_patients=args.patients, image_size=args.image_size, epochs=args.epochs, seed=args.seed,
-             mammography=not args.skip_mammography)
+    if args.tour:
+        run_tour(args.output_dir, n_patients=args.patients, image_size=args.image_size, epochs=args.epochs,
+                 seed=args.seed, mammography=not args.skip_mammography)
+    else:
+        run_demo(args.output_dir, grid=args.grid or DEMO_GRID, num_workers=args.num_workers)
 
 
 def _probe_cutoff(args: argparse.Namespace) -> None:
@@ -197,13 +200,21 @@ def build_parser() -> argparse.ArgumentParser:
     histo.add_argument("--seed", type=int, default=0)
     histo.set_defaults(func=_generate_bcss)
 
-    demo = commands.add_parser("demo", help="generate embedded data, train, evaluate and infer (CPU, minutes)")
+    demo = commands.add_parser(
+        "demo", help="run the demo grid on embedded data and print its leaderboard (CPU, < 10 min)",
+        description="Embedded data, a short stage-2 pretraining, the chest task from scratch / ImageNet / "
+                    "ImageNet->medical with FT and LP-FT over 2 seeds, then the leaderboard (configs/grids/demo.yaml). "
+                    "Resumable: rerun to finish an interrupted demo. --tour instead trains, evaluates and runs "
+                    "inference with the chest and mammography bundles.")
     demo.add_argument("--output-dir", type=Path, default=Path("demo_output"))
-    demo.add_argument("--patients", type=int, default=320)
-    demo.add_argument("--image-size", type=int, default=64)
-    demo.add_argument("--epochs", type=int, default=8)
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--skip-mammography", action="store_true", help="run only the chest X-ray bundle")
+    demo.add_argument("--grid", type=Path, default=None, help="grid file (default configs/grids/demo.yaml)")
+    demo.add_argument("--num-workers", type=int, default=2, help="DataLoader workers per run")
+    demo.add_argument("--tour", action="store_true", help="single-bundle tour: train, evaluate, infer (no grid)")
+    demo.add_argument("--patients", type=int, default=320, help="tour: synthetic chest patients")
+    demo.add_argument("--image-size", type=int, default=64, help="tour: chest training resolution")
+    demo.add_argument("--epochs", type=int, default=8, help="tour: chest training epochs")
+    demo.add_argument("--seed", type=int, default=0, help="tour: data and training seed")
+    demo.add_argument("--skip-mammography", action="store_true", help="tour: run only the chest X-ray bundle")
     demo.set_defaults(func=_demo)
 
     probe = commands.add_parser("probe-cutoff", help="score candidate cut-off layers by a linear probe's val AUC")

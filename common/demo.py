@@ -1,8 +1,12 @@
-"""``make demo``: the bundles end to end on embedded synthetic data, on a CPU in minutes.
+"""``make demo``: the main job on embedded synthetic data, on a CPU in minutes.
 
-The chest X-ray bundle (DenseNet-121, 14 findings) is trained long enough to learn the synthetic
-findings; the mammography bundle then runs briefly (ResNet-18 via its ``arch`` key) to show the DICOM
-mammography pipeline.
+:func:`run_demo` (the default) runs ``configs/grids/demo.yaml`` through the experiment runner: embedded
+data, a short stage-2 pretraining, the chest X-ray task from scratch, from ImageNet and from
+ImageNet -> general medical, each with FT and LP-FT over two seeds, then the leaderboard.
+
+:func:`run_tour` (``python -m common demo --tour``) shows one bundle's whole life instead: the chest
+X-ray bundle (DenseNet-121, 14 findings) trained, evaluated and run for inference, then the mammography
+bundle briefly (ResNet-18 via its ``arch`` key) to show the DICOM mammography pipeline.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -17,11 +22,42 @@ from common.bundle_runner import copy_bundle, run_bundle
 from common.data import CHESTXRAY14_FINDINGS, make_embedded_dataset, summarise_datalist
 from common.metrics import format_metrics_table
 
-__all__ = ["BUNDLES_DIR", "run_demo", "run_bundle_demo"]
+__all__ = ["BUNDLES_DIR", "DEMO_GRID", "run_bundle_demo", "run_demo", "run_tour"]
 
 logger = logging.getLogger(__name__)
 
 BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
+DEMO_GRID = Path(__file__).resolve().parents[1] / "configs" / "grids" / "demo.yaml"
+
+
+def run_demo(output_dir: str | Path = "demo_output", grid: str | Path = DEMO_GRID, num_workers: int = 2) -> Path:
+    """Run the demo grid into ``output_dir/grid`` (resumable) and print its leaderboard.
+
+    Args:
+        output_dir: the demo folder; the grid's run folder is ``<output_dir>/grid`` (``results.csv``,
+            ``leaderboard.md`` and plots, ``cells/<cell>/`` with each run's bundle copy, ``pretrain/``).
+        grid: the grid file (default ``configs/grids/demo.yaml``).
+        num_workers: DataLoader workers for every run.
+
+    Returns:
+        The run folder.
+
+    Raises:
+        RuntimeError: some cells failed (each one's ``.partial`` folder holds ``error.txt``).
+    """
+    from common.experiments.grid import load_grid
+    from common.experiments.runner import run_grid
+
+    started = time.perf_counter()
+    spec = load_grid(grid)
+    summary = run_grid(spec, Path(output_dir) / "grid", num_workers=num_workers)
+    if summary.leaderboard is not None:
+        sys.stdout.write((summary.leaderboard / "leaderboard.md").read_text() + "\n")
+    logger.info("demo grid: %d cells (%d already finished) in %.0f s; results in %s", summary.total, summary.skipped,
+                time.perf_counter() - started, summary.output_dir)
+    if summary.failed:
+        raise RuntimeError(f"{len(summary.failed)} demo cells failed: {', '.join(c for c, _ in summary.failed)}")
+    return summary.output_dir
 
 
 def run_bundle_demo(
@@ -53,7 +89,7 @@ def run_bundle_demo(
     return metrics
 
 
-def run_demo(
+def run_tour(
     output_dir: str | Path = "demo_output",
     n_patients: int = 320,
     image_size: int = 64,

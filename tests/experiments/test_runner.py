@@ -166,3 +166,21 @@ def test_mlflow_tracking_logs_each_cell_to_a_local_store(tmp_path: Path) -> None
     names = {r.info.run_name for r in runs}
     assert any(n.endswith("-train") for n in names) and any(n.endswith("-eval") for n in names)
     assert any("train_loss" in r.data.metrics for r in runs)
+
+
+def test_stage2_medical_cells_start_from_one_pretraining_run(tmp_path: Path) -> None:
+    generate = {"seed": 1000, "image_size": 32, "n_images": 24}
+    pretraining = {"data": {"embedded": "general_medical", "generate": generate},
+                   "overrides": {**TINY, "epochs": 1, "n_boot": 10}}
+    grid = load_grid(tiny_grid(tmp_path, stage2=["medical"], strategies=["ft"], pretraining=pretraining,
+                               overrides={**TINY, "epochs": 1}))
+    out = tmp_path / "run"
+    assert run_grid(grid, out).failed == []
+    stage2 = out / "pretrain" / "resnet18__none"
+    assert (stage2 / "models" / "model.pt").is_file() and (stage2 / "result.json").is_file()
+    assert [p.name for p in (out / "pretrain").iterdir()] == ["resnet18__none"]  # one run serves both seeds
+    for row in _rows(out):
+        assert row["stage2"] == "medical"
+        transfer = json.loads((out / "cells" / row["cell"] / "result.json").read_text())["transfer"]
+        assert f"from bundle:{stage2}" in transfer and "loaded 0 " not in transfer, transfer
+        assert "shape-mismatched 2 (fc.weight, fc.bias)" in transfer  # only the head differs: 21 vs 14 classes
