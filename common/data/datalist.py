@@ -91,8 +91,9 @@ def list_images(input_dir: str | os.PathLike) -> list[dict[str, str]]:
 def load_inputs(input_dir: str | os.PathLike, datalist: str | os.PathLike = "", key: str = "test") -> list[dict]:
     """Inference inputs: split ``key`` of ``datalist`` when one is given, else every image in ``input_dir``.
 
-    Datalist image paths are taken relative to ``input_dir`` (the dataset folder) and need no labels.
+    Datalist image paths are taken relative to ``input_dir`` (the dataset folder) and need no labels; only
+    each item's ``image`` is returned (labels, possibly unknown, are not inference inputs and would not batch).
     """
     if datalist:
-        return load_datalist(datalist, key, base_dir=input_dir)
+        return [{"image": item["image"]} for item in load_datalist(datalist, key, base_dir=input_dir)]
     return list_images(input_dir)
