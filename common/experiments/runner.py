@@ -218,22 +218,36 @@ def run_grid(
 
     done = sum(_result(out / "cells" / c.id) is not None for c in cells)
     summary.skipped = done
+    failed_stage2: dict[str, str] = {}
     with CellProgress(len(cells), done) as progress:
         for cell, (folder, settings) in zip(cells, planned, strict=True):
             if _result(folder) is not None:
                 continue
+            started = time.perf_counter()
             try:
                 if cell.pretrain is not None and _result(out / "pretrain" / cell.pretrain.id) is None:
                     assert grid.pretraining is not None and pre_data is not None
+                    stage2_dir = out / "pretrain" / cell.pretrain.id
+                    if cell.pretrain.id in failed_stage2:  # tried once in this session: do not repeat it per cell
+                        raise RuntimeError(f"its stage-2 run {stage2_dir} failed: {failed_stage2[cell.pretrain.id]}")
                     logger.info("stage 2: pretraining %s from %s", cell.pretrain.arch, cell.pretrain.stage1)
-                    _execute(grid.pretraining.bundle, out / "pretrain" / cell.pretrain.id, None,
-                             _pretrain_settings(cell.pretrain, pre_data, grid), extra, False, tracking)
+                    try:
+                        _execute(grid.pretraining.bundle, stage2_dir, None,
+                                 _pretrain_settings(cell.pretrain, pre_data, grid), extra, False, tracking)
+                    except Exception as err:
+                        failed_stage2[cell.pretrain.id] = f"{err} (traceback in {stage2_dir}.partial/error.txt)"
+                        raise RuntimeError(f"its stage-2 run {stage2_dir} failed: {failed_stage2[cell.pretrain.id]}") \
+                            from err
+                eta = progress.eta_seconds
+                logger.info("cell %d/%d: %s (ETA %s)", progress.done + 1, len(cells), cell.id,
+                            "?" if eta is None else f"{eta / 60:.1f} min")
                 progress.start(cell.id)
                 result = _execute(cell.task.bundle, folder, cell.strategy.overlay, settings, extra, True, tracking)
                 progress.finish(cell.id, result["seconds"], result["value"])
                 summary.ran += 1
             except Exception as err:  # noqa: BLE001 - one failing cell must not lose the others
-                logger.error("cell %s failed: %s (traceback in %s.partial/error.txt)", cell.id, err, folder)
+                logger.error("cell %s failed: %s (the failing run's .partial folder keeps error.txt)", cell.id, err)
+                progress.finish(cell.id, time.perf_counter() - started, None)
                 summary.failed.append((cell.id, str(err)))
                 if fail_fast:
                     break

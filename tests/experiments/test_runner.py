@@ -184,3 +184,20 @@ def test_stage2_medical_cells_start_from_one_pretraining_run(tmp_path: Path) -> 
         transfer = json.loads((out / "cells" / row["cell"] / "result.json").read_text())["transfer"]
         assert f"from bundle:{stage2}" in transfer and "loaded 0 " not in transfer, transfer
         assert "shape-mismatched 2 (fc.weight, fc.bias)" in transfer  # only the head differs: 21 vs 14 classes
+
+
+def test_failing_stage2_is_tried_once_and_fails_its_cells(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    generate = {"seed": 1000, "image_size": 32, "n_images": 24}
+    pretraining = {"data": {"embedded": "general_medical", "generate": generate}, "overrides": dict(TINY)}
+    grid = load_grid(tiny_grid(tmp_path, stage2=["medical"], strategies=["ft"], pretraining=pretraining))
+    attempts: list[str] = []
+
+    def broken(root: Path, configs: list[str], kind: str, **override: Any) -> Any:
+        attempts.append(Path(root).name)
+        raise RuntimeError("simulated disk full")
+
+    monkeypatch.setattr(runner_module, "run_bundle", broken)
+    summary = run_grid(grid, tmp_path / "run")
+    assert attempts == ["resnet18__none.partial"]
+    assert len(summary.failed) == 2 and all("stage-2 run" in e and "disk full" in e for _, e in summary.failed)
+    assert "simulated disk full" in (tmp_path / "run" / "pretrain" / "resnet18__none.partial" / "error.txt").read_text()
