@@ -1,0 +1,55 @@
+"""``python -m common.experiments``: help, one-line errors before anything runs, list, dry run, report."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import yaml
+
+from common.experiments.__main__ import GRIDS_DIR, main
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["report"], ["list"]])
+def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0 and "usage: python -m common.experiments" in capsys.readouterr().out
+
+
+def test_bad_grid_is_one_line_and_status_2_and_nothing_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    grid = tmp_path / "bad.yaml"
+    grid.write_text(yaml.safe_dump({"tasks": [{"bundle": "chest_xray_classification",
+                                               "data": {"embedded": "chestxray14"}}],
+                                    "architectures": ["densenet121"], "stage1": ["none"],
+                                    "strategies": ["ft", "warm_restart"]}))
+    assert main(["run", str(grid), "--output", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown strategy 'warm_restart'") and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_list_and_dry_run_of_a_shipped_grid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list"]) == 0
+    assert str(GRIDS_DIR / "demo.yaml") in capsys.readouterr().out
+    assert main(["run", str(GRIDS_DIR / "c_strategies_embedded.yaml"), "--output", str(tmp_path / "r"),
+                 "--dry-run"]) == 0
+    assert "16 cells; nothing was run" in capsys.readouterr().out and not (tmp_path / "r").exists()
+
+
+def test_report_rebuilds_the_leaderboard_from_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no finished runs" in capsys.readouterr().err
+    columns = ["cell", "bundle", "arch", "stage1", "stage2", "strategy", "seed", "metric", "value", "seconds",
+               "eval_dir"]
+    with (tmp_path / "results.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        for seed, (ft, lpft) in enumerate([(0.70, 0.74), (0.72, 0.75), (0.74, 0.79)]):
+            writer.writerow([f"ft{seed}", "chest", "resnet18", "imagenet", "none", "ft", seed, "mean_auc", ft, 10, ""])
+            writer.writerow([f"lp{seed}", "chest", "resnet18", "imagenet", "none", "lp_ft", seed, "mean_auc", lpft, 9,
+                             ""])
+    assert main(["report", str(tmp_path), "--title", "Mine"]) == 0
+    text = (tmp_path / "leaderboard.md").read_text()
+    assert text.startswith("# Mine") and "| 1 | resnet18 | imagenet | none | lp_ft | 3 |" in text
