@@ -66,16 +66,17 @@ def _save(fig: Figure, path: str | os.PathLike) -> Path:
 def plot_leaderboard(
     boards: Mapping[Board, Sequence[ConfigSummary]], path: str | os.PathLike, title: str, baseline: str
 ) -> Path:
-    """One panel per (bundle, metric): each configuration's mean (dot), 95% CI (whiskers) and seeds (grey ticks).
+    """One panel per (bundle, metric): a bar per configuration (mean) with 95% CI error bars and its seeds as dots.
 
-    Configurations are listed best first, as ranked; the baseline strategy is drawn in a second colour. Means are
-    points rather than bars so the axis can zoom on the spread instead of starting at zero.
+    Configurations are listed best first, as ranked; the baseline strategy is drawn in a second colour. Bars start
+    at the metric's chance level (0.5 for an AUC, 0 otherwise), so their length is the gain over chance.
     """
     heights = [0.32 * len(summaries) + 0.9 for summaries in boards.values()]
     fig = new_figure(9.0, sum(heights) + 0.6)
     axes = fig.subplots(len(boards), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
     colors = matplotlib.colormaps["tab10"]
     for ax, ((bundle, metric), summaries) in zip(axes, boards.items(), strict=True):
+        origin = 0.5 if "auc" in metric.lower() else 0.0
         y = np.arange(len(summaries))[::-1]
         means = np.array([s.mean for s in summaries])
         low = np.array([np.nan if s.ci_low is None else s.mean - s.ci_low for s in summaries])
@@ -84,10 +85,12 @@ def plot_leaderboard(
         series = ((~is_base, colors(0), "mean, 95% CI"), (is_base, colors(1), f"{baseline} (baseline)"))
         for mask, color, name in series:
             if mask.any():
-                ax.errorbar(means[mask], y[mask], xerr=np.vstack([low[mask], high[mask]]), fmt="o", color=color,
-                            capsize=3, label=name)
+                ax.barh(y[mask], means[mask] - origin, left=origin, height=0.6, color=color, alpha=0.75,
+                        xerr=np.vstack([low[mask], high[mask]]), capsize=3, label=name)
         for row, summary in zip(y, summaries, strict=True):
-            ax.plot([run.value for run in summary.runs], [row] * summary.n, "|", color="grey", markersize=8)
+            ax.plot([run.value for run in summary.runs], [row] * summary.n, "o", color="black", markersize=3,
+                    label="one seed" if row == y[0] else None)
+        ax.axvline(origin, color="grey", linewidth=0.8)
         ax.set_yticks(y, [f"{s.rank}. {s.label} (n={s.n})" for s in summaries], fontsize="small")
         ax.set_ylim(-0.7, len(summaries) - 0.3)
         ax.set_xlabel(f"{metric} (higher is better)")
