@@ -33,7 +33,7 @@ def test_demo_grid_pretrains_runs_every_cell_and_prints_the_leaderboard(
     tiny = {"image_size": 32, "epochs": 1, "batch_size": 16, "val_batch_size": 32, "n_boot": 10}
     raw["overrides"].update(tiny)
     raw["pretraining"]["data"]["generate"].update(image_size=32, n_images=24)
-    raw["pretraining"]["overrides"].update(tiny)
+    raw["pretraining"]["overrides"].update({k: v for k, v in tiny.items() if k != "n_boot"})
     grid = tmp_path / "demo.yaml"
     grid.write_text(yaml.safe_dump(raw))
     run = run_demo(tmp_path, grid=grid, num_workers=0)

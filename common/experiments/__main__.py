@@ -17,6 +17,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import yaml
+
 from common.errors import MedxferError
 
 __all__ = ["GRIDS_DIR", "build_parser", "main"]
@@ -41,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="rebuild the leaderboard of a run folder",
                             description="Recompute leaderboard.md/.csv and the plots from DIR/results.csv.")
     report.add_argument("output", type=Path, help="a run folder holding results.csv")
-    report.add_argument("--baseline", default="ft", help="strategy the paired tests compare against (default ft)")
+    report.add_argument("--baseline", default=None,
+                        help="strategy the paired tests compare against (default: the run's grid.yaml baseline, or ft)")
     report.add_argument("--title", default=None, help="leaderboard heading")
     sub.add_parser("list", help="list the shipped grid files", description="List configs/grids/*.yaml.")
     return parser
@@ -74,8 +77,13 @@ def _report(args: argparse.Namespace) -> int:
     rows = read_results(args.output)
     if not rows:
         raise DataError(f"no finished runs: {args.output / 'results.csv'} is missing or empty")
+    baseline = args.baseline
+    if baseline is None:
+        grid_file = args.output / "grid.yaml"
+        raw = yaml.safe_load(grid_file.read_text()) if grid_file.is_file() else None
+        baseline = str(raw.get("baseline", "ft")) if isinstance(raw, dict) else "ft"
     folder = write_leaderboard(rows, args.output, title=args.title or f"Leaderboard: {args.output.name}",
-                               baseline=args.baseline)
+                               baseline=baseline)
     sys.stdout.write((folder / "leaderboard.md").read_text() + "\n")
     return 0
 

@@ -43,6 +43,8 @@ class BundleInfo:
         factory: ``network_def``'s ``_target_`` in ``train.json``.
         default_arch: the bundle's ``arch`` default.
         metric: the evaluation metric the leaderboard ranks on (``key_metric`` without ``val_``).
+        config_ids: top-level ids of ``train.json`` and ``evaluate.json``: what a task override may set.
+        train_ids: top-level ids of ``train.json`` alone (a stage-2 run is trained, not evaluated).
     """
 
     name: str
@@ -50,6 +52,8 @@ class BundleInfo:
     factory: str
     default_arch: str
     metric: str
+    config_ids: frozenset[str] = frozenset()
+    train_ids: frozenset[str] = frozenset()
 
     @property
     def kind(self) -> str:
@@ -103,5 +107,10 @@ def bundle_info(name_or_path: str, base: str | os.PathLike = ".") -> BundleInfo:
     if "arch" not in train or "network_def" not in train or len(metrics) != 1:
         raise ConfigError(f"bundle {path} is not runnable by the experiment runner: its train.json needs an 'arch' "
                           f"key, 'network_def' and one validate#key_metric (found {metrics})")
+    ids = set(train)
+    if (path / "configs" / "evaluate.json").is_file():
+        ids |= set(_read_json(path / "configs" / "evaluate.json"))
     return BundleInfo(name=path.name, path=path, factory=str(train["network_def"].get("_target_", "")),
-                      default_arch=str(train["arch"]), metric=metrics[0].removeprefix("val_"))
+                      default_arch=str(train["arch"]), metric=metrics[0].removeprefix("val_"),
+                      config_ids=frozenset(k for k in ids if "#" not in k),
+                      train_ids=frozenset(k for k in train if "#" not in k))

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common.errors import ConfigError
 from common.experiments.grid import Grid, StrategySpec, TaskSpec
 
 __all__ = ["Cell", "PretrainCell", "expand", "pretrain_cells"]
@@ -57,7 +58,7 @@ class Cell:
     @property
     def id(self) -> str:
         """Folder name under ``cells/``; unique within a grid."""
-        return _safe(f"{self.task.bundle.name}__{self.arch}__{self.stage1}__{self.stage2_label}__"
+        return _safe(f"{self.task.name}__{self.arch}__{self.stage1}__{self.stage2_label}__"
                      f"{self.strategy.label}__seed{self.seed}")
 
     @property
@@ -69,7 +70,7 @@ class Cell:
 
     def describe(self) -> dict[str, Any]:
         """The configuration columns of ``results.csv``."""
-        return {"cell": self.id, "bundle": self.task.bundle.name, "arch": self.arch, "stage1": self.stage1,
+        return {"cell": self.id, "bundle": self.task.name, "arch": self.arch, "stage1": self.stage1,
                 "stage2": self.stage2_label, "strategy": self.strategy.label, "seed": self.seed}
 
 
@@ -85,22 +86,30 @@ def expand(grid: Grid) -> list[Cell]:
 
     A ``stage2: bundle:<path>`` source already contains its stage 1, so its cells are recorded with
     ``stage1 = "n/a"`` once instead of once per stage-1 value. Cells matching an ``exclude`` rule are left out.
+
+    Raises:
+        ConfigError: two cells would share a folder (e.g. two stage-2 bundles in folders of the same name).
     """
     cells: list[Cell] = []
-    seen: set[str] = set()
+    seen: dict[str, Cell] = {}
     for task in grid.tasks:
         for arch in task.architectures:
             for stage1 in grid.stage1:
                 for stage2 in grid.stage2:
+                    if stage2.startswith("bundle:") and stage1 != grid.stage1[0]:
+                        continue  # a trained stage-2 bundle already holds its stage 1: one cell, not one per stage1
                     s1 = "n/a" if stage2.startswith("bundle:") else stage1
                     for strategy in grid.strategies:
                         for seed in grid.seeds:
                             cell = Cell(task, arch, s1, stage2, strategy, seed)
                             if _excluded(cell, grid.exclude):
                                 continue
-                            if cell.id not in seen:
-                                seen.add(cell.id)
-                                cells.append(cell)
+                            if cell.id in seen:
+                                raise ConfigError(f"two cells of the grid get the same folder name {cell.id!r} "
+                                                  f"(stage-2 bundles {seen[cell.id].stage2} and {cell.stage2}?); "
+                                                  f"give them distinct folder names")
+                            seen[cell.id] = cell
+                            cells.append(cell)
     return cells
 
 

@@ -9,7 +9,7 @@ from common.experiments.cells import fingerprint
 from common.experiments.grid import DataSpec
 from common.io import atomic_directory
 
-__all__ = ["EMBEDDED_LAYOUTS", "prepare_data"]
+__all__ = ["EMBEDDED_LAYOUTS", "data_location", "prepare_data"]
 
 logger = logging.getLogger(__name__)
 
@@ -28,18 +28,23 @@ def _generate(layout: str, root: Path, spec: DataSpec) -> None:
         make_embedded_dataset(layout, root, spec.generate, spec.split)
 
 
+def data_location(spec: DataSpec, data_root: Path) -> tuple[Path, Path]:
+    """``(dataset_dir, datalist)`` of ``spec`` without generating anything (see :func:`prepare_data`)."""
+    if spec.embedded is None:
+        assert spec.dataset_dir is not None and spec.datalist is not None  # parse_grid guarantees it
+        return spec.dataset_dir, spec.datalist
+    folder = data_root / f"{spec.embedded}-{fingerprint({'generate': spec.generate, 'split': spec.split})[:8]}"
+    return folder, folder / "datalist.json"
+
+
 def prepare_data(spec: DataSpec, data_root: Path) -> tuple[Path, Path]:
     """Return ``(dataset_dir, datalist)`` for ``spec``, generating an embedded dataset under ``data_root``.
 
     An embedded dataset is written to ``data_root/<layout>-<settings hash>`` through a temporary folder,
     so an interrupted generation leaves nothing half-written; a finished one is reused by later runs.
     """
-    if spec.embedded is None:
-        assert spec.dataset_dir is not None and spec.datalist is not None  # parse_grid guarantees it
-        return spec.dataset_dir, spec.datalist
-    folder = data_root / f"{spec.embedded}-{fingerprint({'generate': spec.generate, 'split': spec.split})[:8]}"
-    datalist = folder / "datalist.json"
-    if not datalist.is_file():
+    folder, datalist = data_location(spec, data_root)
+    if spec.embedded is not None and not datalist.is_file():
         logger.info("generating the embedded %s dataset in %s", spec.embedded, folder)
         with atomic_directory(folder) as tmp:
             _generate(spec.embedded, tmp, spec)

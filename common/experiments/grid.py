@@ -93,13 +93,18 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """One task bundle of the grid with its data, architectures and overrides."""
+    """One task bundle of the grid with its data, architectures and overrides.
+
+    ``name`` (default: the bundle's folder name) is the ``bundle`` column of results; two tasks on the same
+    bundle (e.g. with different data) need distinct names.
+    """
 
     bundle: BundleInfo
     data: DataSpec
     architectures: tuple[str, ...]
     overrides: dict[str, Any]
     metric: str
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -210,7 +215,7 @@ def _parse_task(entry: Any, index: int, archs: list[Any], base: Path) -> TaskSpe
         entry = {"bundle": entry}
     if not isinstance(entry, dict) or "bundle" not in entry:
         raise ConfigError(f"grid key {key!r}: expected {{bundle: <name or path>, data: {{...}}}}, got {entry!r}")
-    unknown = sorted(set(entry) - {"bundle", "data", "architectures", "overrides", "metric"})
+    unknown = sorted(set(entry) - {"name", "bundle", "data", "architectures", "overrides", "metric"})
     if unknown:
         raise ConfigError(f"grid key {key!r}: unknown {', '.join(unknown)}")
     info = bundle_info(str(entry["bundle"]), base)
@@ -222,7 +227,7 @@ def _parse_task(entry: Any, index: int, archs: list[Any], base: Path) -> TaskSpe
     data = _parse_data(entry["data"], f"{key}.data", base)
     _check_embedded(data, f"{key}.data")
     return TaskSpec(info, data, tuple(task_archs), _mapping(entry.get("overrides"), f"{key}.overrides"),
-                    str(entry.get("metric", info.metric)))
+                    str(entry.get("metric", info.metric)), str(entry.get("name", info.name)))
 
 
 def _parse_pretraining(value: Any, base: Path) -> PretrainSpec:
@@ -239,14 +244,28 @@ def _parse_pretraining(value: Any, base: Path) -> PretrainSpec:
     return PretrainSpec(info, data, _mapping(section.get("overrides"), "pretraining.overrides"))
 
 
+def _parse_stage2(value: str, base: Path) -> str:
+    """``none`` / ``medical`` as they are; ``bundle:<path>`` with the path made absolute against ``base``."""
+    if value in ("none", "medical"):
+        return value
+    if not value.startswith("bundle:"):
+        raise ConfigError(f"grid key 'stage2': {value!r}; use none, medical or bundle:<trained stage-2 bundle>")
+    folder = (base / os.path.expanduser(value.removeprefix("bundle:"))).resolve()
+    model = folder / "models" / "model.pt"
+    if not model.is_file():
+        raise ConfigError(f"grid key 'stage2': {value} has no trained checkpoint: expected {model}")
+    return f"bundle:{folder}"
+
+
 def parse_grid(raw: Any, base: str | os.PathLike = ".", source: Path | None = None) -> Grid:
     """Validate a grid given as a mapping (as read from YAML); relative paths are resolved against ``base``.
 
     Raises:
         ConfigError: unknown keys, bundles, architectures, strategies or parameters, missing data folders,
-            a stage-1 source an architecture has no weights for, or ``stage2: medical`` without ``pretraining``.
+            a stage-1 source an architecture has no weights for, ``stage2: medical`` without ``pretraining``,
+            override keys a bundle does not define, a baseline that is not one of the strategies.
     """
-    from common.experiments.sources import check_stage1
+    from common.experiments.checks import check_overrides, check_stage1
 
     if not isinstance(raw, dict):
         raise ConfigError(f"a grid file must hold a mapping of keys, got {type(raw).__name__}")
@@ -258,8 +277,12 @@ def parse_grid(raw: Any, base: str | os.PathLike = ".", source: Path | None = No
     tasks = [_parse_task(t, i, archs, base_path) for i, t in enumerate(_as_list(raw.get("tasks"), "tasks"))]
     if not tasks:
         raise ConfigError("grid key 'tasks' is empty: name at least one task bundle")
+    names = [t.name for t in tasks]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"grid key 'tasks': two tasks are both named {max(names, key=names.count)!r}; give each "
+                          f"task on the same bundle its own name: (e.g. name: chest_site_a)")
     stage1 = tuple(str(s) for s in _as_list(raw.get("stage1", ["imagenet"]), "stage1"))
-    stage2 = tuple(str(s) for s in _as_list(raw.get("stage2", ["none"]), "stage2"))
+    stage2 = tuple(_parse_stage2(str(s), base_path) for s in _as_list(raw.get("stage2", ["none"]), "stage2"))
     strategies = tuple(_parse_strategy(s, i) for i, s in enumerate(_as_list(raw.get("strategies", ["ft"]),
                                                                              "strategies")))
     if "seeds" in raw and "repeats" in raw:
@@ -274,15 +297,8 @@ def parse_grid(raw: Any, base: str | os.PathLike = ".", source: Path | None = No
         if value not in ("imagenet", "none"):
             raise ConfigError(f"grid key 'stage1': {value!r} is not a stage-1 source; use imagenet or none")
     pretraining = _parse_pretraining(raw["pretraining"], base_path) if raw.get("pretraining") else None
-    for value in stage2:
-        if value == "medical" and pretraining is None:
-            raise ConfigError("grid key 'stage2' lists 'medical' but the grid has no 'pretraining' section")
-        if value not in ("none", "medical") and not value.startswith("bundle:"):
-            raise ConfigError(f"grid key 'stage2': {value!r}; use none, medical or bundle:<trained stage-2 bundle>")
-        if value.startswith("bundle:"):
-            model = (base_path / value.removeprefix("bundle:")) / "models" / "model.pt"
-            if not model.is_file():
-                raise ConfigError(f"grid key 'stage2': {value} has no trained checkpoint: expected {model}")
+    if "medical" in stage2 and pretraining is None:
+        raise ConfigError("grid key 'stage2' lists 'medical' but the grid has no 'pretraining' section")
     exclude = []
     for i, rule in enumerate(_as_list(raw.get("exclude"), "exclude")):
         if not isinstance(rule, dict) or not rule or not set(rule) <= set(_CELL_KEYS):
@@ -298,7 +314,12 @@ def parse_grid(raw: Any, base: str | os.PathLike = ".", source: Path | None = No
         baseline=str(raw.get("baseline", "ft")), tracking=tracking, pretraining=pretraining, source=source,
         exclude=tuple(exclude),
     )
+    labels = [s.label for s in strategies]
+    if grid.baseline not in labels:
+        raise ConfigError(f"grid key 'baseline': {grid.baseline!r} is not one of the grid's strategies "
+                          f"({', '.join(labels)}); the paired tests compare every strategy with it")
     check_stage1(grid)
+    check_overrides(grid)
     return grid
 
 

@@ -33,7 +33,7 @@ from common.bundle_runner import copy_bundle, run_bundle
 from common.errors import ConfigError
 from common.experiments.bundles import BundleInfo
 from common.experiments.cells import Cell, PretrainCell, expand, fingerprint, pretrain_cells
-from common.experiments.data import prepare_data
+from common.experiments.data import data_location, prepare_data
 from common.experiments.grid import Grid
 from common.experiments.progress import CellProgress
 from common.experiments.tracking import mlflow_settings
@@ -76,6 +76,20 @@ def _pretrain_settings(pcell: PretrainCell, data: tuple[Path, Path], grid: Grid)
             "dataset_dir": str(data[0]), "datalist": str(data[1])}
 
 
+#: Settings that change how fast a cell runs, not what it computes: left out of its fingerprint.
+_NOT_FINGERPRINTED = ("num_workers",)
+
+
+def _fingerprint(settings: dict[str, Any], out: Path, stage2: str | None = None) -> str:
+    """The fingerprint of a run's settings, with paths inside the run folder made relative (so the folder can
+    move) and, for a cell starting from the grid's stage-2 run, that run's own fingerprint (so a changed
+    stage 2 is a changed cell)."""
+    root = str(out)
+    portable = {k: (v.replace(root, "<run>") if isinstance(v, str) else v)
+                for k, v in settings.items() if k not in _NOT_FINGERPRINTED}
+    return fingerprint({**portable, "stage2_run": stage2} if stage2 is not None else portable)
+
+
 def _best_val(workflow: Any) -> float | None:
     try:
         best = workflow.parser.get_parsed_content("validate#evaluator").state.best_metric
@@ -92,8 +106,8 @@ def _transfer_summary(workflow: Any) -> str:
 
 
 def _execute(
-    bundle: BundleInfo, final: Path, overlay: Path | None, settings: dict[str, Any], extra: dict[str, Any],
-    evaluate: bool, tracking: Callable[[str], dict[str, Any]] | None,
+    bundle: BundleInfo, final: Path, overlay: Path | None, settings: dict[str, Any], fp: str, evaluate: bool,
+    tracking: Callable[[str], dict[str, Any]] | None,
 ) -> dict[str, Any]:
     """Run ``bundle`` in ``final``'s ``.partial`` twin, then rename it to ``final``; return its result."""
     partial = final.with_name(final.name + ".partial")
@@ -105,11 +119,11 @@ def _execute(
     started = time.perf_counter()
     try:
         track = {"tracking": tracking(f"{final.name}-train")} if tracking else {}
-        workflow = run_bundle(partial, configs, "train", **settings, **extra, **track)
+        workflow = run_bundle(partial, configs, "train", **{**settings, **track})
         result: dict[str, Any] = {"val_metric": _best_val(workflow), "transfer": _transfer_summary(workflow)}
         if evaluate:
             track = {"tracking": tracking(f"{final.name}-eval")} if tracking else {}
-            run_bundle(partial, configs + ["evaluate.json"], "eval", **settings, **extra, **track)
+            run_bundle(partial, configs + ["evaluate.json"], "eval", **{**settings, **track})
             metrics = json.loads((partial / "eval" / "metrics.json").read_text())
             if bundle.metric not in metrics or metrics[bundle.metric] is None:
                 raise ConfigError(f"{partial}/eval/metrics.json has no value for {bundle.metric!r}")
@@ -117,7 +131,7 @@ def _execute(
     except BaseException:
         (partial / "error.txt").write_text(traceback.format_exc())
         raise
-    result.update(seconds=round(time.perf_counter() - started, 2), fingerprint=fingerprint(settings))
+    result.update(seconds=round(time.perf_counter() - started, 2), fingerprint=fp)
     atomic_write_json(partial / "result.json", result)
     if final.exists():  # an unfinished folder without result.json (never a finished one: checked by the caller)
         shutil.rmtree(final)
@@ -152,9 +166,9 @@ def _write_results(out: Path, cells: list[Cell]) -> list[dict[str, Any]]:
     return rows
 
 
-def _check_resumable(out: Path, planned: list[tuple[Path, dict[str, Any]]]) -> None:
-    changed = [str(folder) for folder, settings in planned
-               if (r := _result(folder)) is not None and r.get("fingerprint") != fingerprint(settings)]
+def _check_resumable(out: Path, planned: list[tuple[Path, dict[str, Any], str]]) -> None:
+    changed = [str(folder) for folder, _, fp in planned
+               if (r := _result(folder)) is not None and r.get("fingerprint") != fp]
     if changed:
         raise ConfigError(
             f"{len(changed)} finished cells in {out} were run with other settings than this grid "
@@ -188,6 +202,24 @@ def run_grid(
     data_root = out / "data"
     extra = {} if num_workers is None else {"num_workers": int(num_workers)}
     summary = GridRun(out, total=len(cells))
+    task_data = [data_location(task.data, data_root) for task in grid.tasks]
+    data_of = {id(task): task_data[i] for i, task in enumerate(grid.tasks)}
+    pre_data = data_location(grid.pretraining.data, data_root) if pcells and grid.pretraining else None
+    stage2 = {p.id: (out / "pretrain" / p.id, {**_pretrain_settings(p, pre_data, grid), **extra})
+              for p in pcells if pre_data is not None}
+    stage2_fp = {pid: _fingerprint(settings, out) for pid, (_, settings) in stage2.items()}
+
+    def pretrained_for(cell: Cell) -> str:
+        if cell.pretrain is not None:
+            return "bundle:" + str(out / "pretrain" / cell.pretrain.id)
+        return cell.stage2 if cell.stage2.startswith("bundle:") else cell.stage1
+
+    planned = []
+    for c in cells:
+        settings = {**_cell_settings(c, data_of[id(c.task)], pretrained_for(c), grid), **extra}
+        fp = _fingerprint(settings, out, stage2_fp[c.pretrain.id] if c.pretrain is not None else None)
+        planned.append((out / "cells" / c.id, settings, fp))
+    _check_resumable(out, planned + [(folder, st, stage2_fp[pid]) for pid, (folder, st) in stage2.items()])
     if dry_run:
         for pcell in pcells:
             logger.info("stage 2  %-40s %s", pcell.id, "done" if _result(out / "pretrain" / pcell.id) else "to run")
@@ -197,18 +229,10 @@ def run_grid(
     out.mkdir(parents=True, exist_ok=True)
     if grid.source is not None:
         atomic_write_text(out / "grid.yaml", grid.source.read_text())
-    task_data = {task.bundle.name + str(i): prepare_data(task.data, data_root) for i, task in enumerate(grid.tasks)}
-    data_of = {id(task): task_data[task.bundle.name + str(i)] for i, task in enumerate(grid.tasks)}
-    pre_data = prepare_data(grid.pretraining.data, data_root) if pcells and grid.pretraining else None
-
-    def pretrained_for(cell: Cell) -> str:
-        if cell.pretrain is not None:
-            return "bundle:" + str(out / "pretrain" / cell.pretrain.id)
-        return cell.stage2 if cell.stage2.startswith("bundle:") else cell.stage1
-
-    planned = [(out / "cells" / c.id, _cell_settings(c, data_of[id(c.task)], pretrained_for(c), grid)) for c in cells]
-    stage2 = [(out / "pretrain" / p.id, _pretrain_settings(p, pre_data, grid)) for p in pcells] if pre_data else []
-    _check_resumable(out, planned + stage2)
+    for task in grid.tasks:
+        prepare_data(task.data, data_root)
+    if pre_data is not None and grid.pretraining is not None:
+        prepare_data(grid.pretraining.data, data_root)
     tracking = None
     if grid.tracking == "mlflow":
         mlflow_settings(out / "mlruns", grid.name, "check")  # fails early when MLflow is missing
@@ -220,7 +244,7 @@ def run_grid(
     summary.skipped = done
     failed_stage2: dict[str, str] = {}
     with CellProgress(len(cells), done) as progress:
-        for cell, (folder, settings) in zip(cells, planned, strict=True):
+        for cell, (folder, settings, fp) in zip(cells, planned, strict=True):
             if _result(folder) is not None:
                 continue
             started = time.perf_counter()
@@ -232,8 +256,8 @@ def run_grid(
                         raise RuntimeError(f"its stage-2 run {stage2_dir} failed: {failed_stage2[cell.pretrain.id]}")
                     logger.info("stage 2: pretraining %s from %s", cell.pretrain.arch, cell.pretrain.stage1)
                     try:
-                        _execute(grid.pretraining.bundle, stage2_dir, None,
-                                 _pretrain_settings(cell.pretrain, pre_data, grid), extra, False, tracking)
+                        _execute(grid.pretraining.bundle, stage2_dir, None, stage2[cell.pretrain.id][1],
+                                 stage2_fp[cell.pretrain.id], False, tracking)
                     except Exception as err:
                         failed_stage2[cell.pretrain.id] = f"{err} (traceback in {stage2_dir}.partial/error.txt)"
                         raise RuntimeError(f"its stage-2 run {stage2_dir} failed: {failed_stage2[cell.pretrain.id]}") \
@@ -242,7 +266,7 @@ def run_grid(
                 logger.info("cell %d/%d: %s (ETA %s)", progress.done + 1, len(cells), cell.id,
                             "?" if eta is None else f"{eta / 60:.1f} min")
                 progress.start(cell.id)
-                result = _execute(cell.task.bundle, folder, cell.strategy.overlay, settings, extra, True, tracking)
+                result = _execute(cell.task.bundle, folder, cell.strategy.overlay, settings, fp, True, tracking)
                 progress.finish(cell.id, result["seconds"], result["value"])
                 summary.ran += 1
             except Exception as err:  # noqa: BLE001 - one failing cell must not lose the others

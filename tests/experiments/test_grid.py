@@ -56,9 +56,9 @@ def test_expansion_is_the_full_product_in_order(data_dir: Path) -> None:
 
 def test_architecture_specific_strategy_parameters(data_dir: Path) -> None:
     cutoff = {"name": "cutoff", "arch_params": {"resnet18": {"cutoff_layer": "layer3.1.conv2"}}}
-    grid = parse_grid(_grid(data_dir, strategies=[cutoff]))
-    assert grid.strategies[0].params_for("resnet18") == {"cutoff_layer": "layer3.1.conv2"}
-    assert grid.strategies[0].params_for("efficientnet_lite0") == {}
+    grid = parse_grid(_grid(data_dir, strategies=["ft", cutoff]))
+    assert grid.strategies[1].params_for("resnet18") == {"cutoff_layer": "layer3.1.conv2"}
+    assert grid.strategies[1].params_for("efficientnet_lite0") == {}
     with pytest.raises(ConfigError, match="has no parameter cut_layer"):
         parse_grid(_grid(data_dir, strategies=[{"name": "cutoff", "arch_params": {"resnet18": {"cut_layer": "x"}}}]))
 
@@ -98,6 +98,21 @@ def test_exclude_rules_drop_matching_cells(data_dir: Path) -> None:
         parse_grid(_grid(data_dir, exclude=[{"model": "x"}]))
 
 
+def test_a_relative_stage2_bundle_is_resolved_against_the_grid_folder(data_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "s2" / "models").mkdir(parents=True)
+    (tmp_path / "s2" / "models" / "model.pt").write_bytes(b"x")
+    grid = parse_grid(_grid(data_dir, stage2=["bundle:s2"], architectures=["resnet18"]), tmp_path)
+    assert grid.stage2 == (f"bundle:{(tmp_path / 's2').resolve()}",)
+
+
+def test_two_tasks_on_one_bundle_need_names(data_dir: Path) -> None:
+    task = {"bundle": "chest_xray_classification", "data": {"dataset_dir": str(data_dir)}}
+    with pytest.raises(ConfigError, match="both named 'chest_xray_classification'"):
+        parse_grid(_grid(data_dir, tasks=[task, task]))
+    cells = expand(parse_grid(_grid(data_dir, tasks=[{**task, "name": "site_a"}, {**task, "name": "site_b"}])))
+    assert {c.describe()["bundle"] for c in cells} == {"site_a", "site_b"} and len(cells) == 2 * 2 * 2 * 3
+
+
 def test_load_grid_reads_yaml_with_paths_relative_to_the_file(data_dir: Path, tmp_path: Path) -> None:
     raw = _grid(data_dir)
     raw["tasks"][0]["data"]["dataset_dir"] = "cxr"
@@ -126,6 +141,9 @@ def test_load_grid_reads_yaml_with_paths_relative_to_the_file(data_dir: Path, tm
         ({"strategy": ["ft"]}, "unknown grid keys: strategy"),
         ({"tasks": []}, "'tasks' is empty"),
         ({"tracking": "wandb"}, "use none or mlflow"),
+        ({"overrides": {"epoch": 3}}, "has no config id 'epoch', so the override would do nothing; did you mean"),
+        ({"baseline": "FT"}, "'FT' is not one of the grid's strategies"),
+        ({"stage2": ["bundle:/nowhere/s2"]}, "has no trained checkpoint"),
     ],
 )
 def test_bad_grids_fail_before_running(data_dir: Path, change: dict[str, Any], message: str) -> None:

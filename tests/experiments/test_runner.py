@@ -24,6 +24,7 @@ from common.experiments.runner import run_grid
 REPO = Path(__file__).resolve().parents[2]
 TINY = {"epochs": 2, "image_size": 32, "batch_size": 16, "val_batch_size": 32, "num_workers": 0, "n_boot": 20,
         "learning_rate": 0.001, "check_images": False}
+STAGE2_TINY = {k: v for k, v in TINY.items() if k != "n_boot"}  # stage 2 is trained, not evaluated: no n_boot
 
 
 def tiny_grid(tmp_path: Path, name: str = "tiny", **changes: Any) -> Path:
@@ -109,7 +110,7 @@ def test_a_crashing_cell_is_recorded_the_others_finish_and_a_rerun_repeats_only_
 
     monkeypatch.setattr(runner_module, "run_bundle", flaky)
     out = tmp_path / "run"
-    summary = run_grid(grid, out)
+    summary = run_grid(grid, out, num_workers=0)  # also set in the grid's overrides: the CLI value wins
     failed = "chest_xray_classification__resnet18__none__none__lp_ft-lp_epochs=1__seed0"
     assert [c for c, _ in summary.failed] == [failed]
     partial = out / "cells" / f"{summary.failed[0][0]}.partial"
@@ -171,7 +172,7 @@ def test_mlflow_tracking_logs_each_cell_to_a_local_store(tmp_path: Path) -> None
 def test_stage2_medical_cells_start_from_one_pretraining_run(tmp_path: Path) -> None:
     generate = {"seed": 1000, "image_size": 32, "n_images": 24}
     pretraining = {"data": {"embedded": "general_medical", "generate": generate},
-                   "overrides": {**TINY, "epochs": 1, "n_boot": 10}}
+                   "overrides": {**STAGE2_TINY, "epochs": 1}}
     grid = load_grid(tiny_grid(tmp_path, stage2=["medical"], strategies=["ft"], pretraining=pretraining,
                                overrides={**TINY, "epochs": 1}))
     out = tmp_path / "run"
@@ -184,11 +185,19 @@ def test_stage2_medical_cells_start_from_one_pretraining_run(tmp_path: Path) -> 
         transfer = json.loads((out / "cells" / row["cell"] / "result.json").read_text())["transfer"]
         assert f"from bundle:{stage2}" in transfer and "loaded 0 " not in transfer, transfer
         assert "shape-mismatched 2 (fc.weight, fc.bias)" in transfer  # only the head differs: 21 vs 14 classes
+    # A changed stage 2 changes its cells: with the old stage-2 run moved away, the finished cells are refused.
+    raw = yaml.safe_load((out / "grid.yaml").read_text())
+    raw["pretraining"]["overrides"]["epochs"] = 2
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(raw))
+    stage2.rename(tmp_path / "old_stage2")
+    with pytest.raises(ConfigError, match="2 finished cells .* other settings"):
+        run_grid(load_grid(changed), out, dry_run=True)
 
 
 def test_failing_stage2_is_tried_once_and_fails_its_cells(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     generate = {"seed": 1000, "image_size": 32, "n_images": 24}
-    pretraining = {"data": {"embedded": "general_medical", "generate": generate}, "overrides": dict(TINY)}
+    pretraining = {"data": {"embedded": "general_medical", "generate": generate}, "overrides": dict(STAGE2_TINY)}
     grid = load_grid(tiny_grid(tmp_path, stage2=["medical"], strategies=["ft"], pretraining=pretraining))
     attempts: list[str] = []
 

@@ -1,15 +1,18 @@
-"""Weight sources of a cell: check before running that every stage-1 source exists, resolve ``pretrained``."""
+"""Checks of a parsed grid against the project: weight sources that must exist, override keys bundles define."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import difflib
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from common.errors import ConfigError
 
 if TYPE_CHECKING:
+    from common.experiments.bundles import BundleInfo
     from common.experiments.grid import Grid
 
-__all__ = ["check_stage1"]
+__all__ = ["check_overrides", "check_stage1"]
 
 
 def _check_imagenet(backbone: str, where: str) -> None:
@@ -49,3 +52,26 @@ def check_stage1(grid: Grid) -> None:
                     raise ConfigError(f"{where}: no classifier backbone to take stage-2 weights; drop stage2: medical")
                 assert grid.pretraining is not None  # parse_grid checked it
                 grid.pretraining.bundle.check_arch(backbone)
+
+
+def _check_keys(keys: Iterable[str], bundle: BundleInfo, where: str, ids: set[str] | frozenset[str]) -> None:
+    for key in keys:
+        if key not in ids:
+            close = difflib.get_close_matches(key, sorted(ids), n=3)
+            hint = f"; did you mean {' or '.join(close)}?" if close else ""
+            raise ConfigError(f"{where}: bundle {bundle.name} has no config id {key!r}, so the override would do "
+                              f"nothing{hint}")
+
+
+def check_overrides(grid: Grid) -> None:
+    """Raise ``ConfigError`` for an override key the bundle does not define (MONAI would add it silently).
+
+    Task overrides must be top-level ids of the task bundle's ``train.json`` or ``evaluate.json``; stage-2
+    overrides, of the pretraining bundle's ``train.json`` (stage 2 is trained, not evaluated, by the runner).
+    """
+    for i, task in enumerate(grid.tasks):
+        keys: Mapping[str, Any] = {**grid.overrides, **task.overrides}
+        _check_keys(keys, task.bundle, f"overrides of tasks[{i}]", task.bundle.config_ids)
+    if grid.pretraining is not None:
+        bundle = grid.pretraining.bundle
+        _check_keys(grid.pretraining.overrides, bundle, "pretraining.overrides", bundle.train_ids)
