@@ -122,3 +122,12 @@ def test_architecture_without_imagenet_source_is_refused(monkeypatch: pytest.Mon
     monkeypatch.setitem(ARCHITECTURES, "bare_lite0", ArchSpec(build_efficientnet_lite0, "_fc"))
     with pytest.raises(WeightsError, match="'bare_lite0' has no ImageNet weights source"):
         load_pretrained(build_classifier("bare_lite0", 3), "imagenet", "bare_lite0")
+
+
+def test_batch_norm_statistics_follow_short_trainings() -> None:
+    """Momentum 0.1, not TF's 0.01: a few hundred steps from scratch must move the running statistics."""
+    from common.networks.efficientnet_lite import BN_MOMENTUM, build_efficientnet_lite0
+
+    norms = [m for m in build_efficientnet_lite0(2).modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and {m.momentum for m in norms} == {BN_MOMENTUM} and BN_MOMENTUM == 0.1
+    assert {m.eps for m in norms} == {1e-3}
