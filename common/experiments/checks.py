@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from common.experiments.bundles import BundleInfo
     from common.experiments.grid import Grid
 
-__all__ = ["check_overrides", "check_stage1"]
+__all__ = ["check_overrides", "check_stage1", "check_stage2_bundles"]
 
 
 def _check_imagenet(backbone: str, where: str) -> None:
@@ -75,3 +75,33 @@ def check_overrides(grid: Grid) -> None:
     if grid.pretraining is not None:
         bundle = grid.pretraining.bundle
         _check_keys(grid.pretraining.overrides, bundle, "pretraining.overrides", bundle.train_ids)
+
+
+def check_stage2_bundles(grid: Grid) -> None:
+    """Raise ``ConfigError`` if a ``stage2: bundle:<path>`` checkpoint does not fit a task architecture.
+
+    The hand-off runs exactly as in the cell (:func:`common.networks.load_pretrained` into a freshly built
+    network of the task's architecture), once per (checkpoint, bundle factory, architecture), so a DenseNet
+    cell pointed at a ResNet stage-2 bundle fails here, not after other cells have trained.
+    """
+    from common.errors import WeightsError
+    from common.networks import build_classifier, build_segmenter, load_pretrained
+
+    checked: set[tuple[str, str, str]] = set()
+    for value in (s for s in grid.stage2 if s.startswith("bundle:")):
+        for task in grid.tasks:
+            for arch in task.architectures:
+                key = (value, task.bundle.factory, arch)
+                if key in checked:
+                    continue
+                checked.add(key)
+                if task.bundle.backbone(arch) is None:
+                    raise ConfigError(f"bundle {task.bundle.name}, architecture {arch}: no classifier backbone to "
+                                      f"take the stage-2 weights of {value}")
+                segmenter = task.bundle.factory.endswith("build_segmenter")
+                network = build_segmenter(arch, 2) if segmenter else build_classifier(arch, 2)
+                try:
+                    load_pretrained(network, value, arch)
+                except WeightsError as err:
+                    raise ConfigError(f"grid key 'stage2': {value} does not fit bundle {task.bundle.name} with "
+                                      f"architecture {arch}: {err}") from err

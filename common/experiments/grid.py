@@ -265,7 +265,7 @@ def parse_grid(raw: Any, base: str | os.PathLike = ".", source: Path | None = No
             a stage-1 source an architecture has no weights for, ``stage2: medical`` without ``pretraining``,
             override keys a bundle does not define, a baseline that is not one of the strategies.
     """
-    from common.experiments.checks import check_overrides, check_stage1
+    from common.experiments.checks import check_overrides, check_stage1, check_stage2_bundles
 
     if not isinstance(raw, dict):
         raise ConfigError(f"a grid file must hold a mapping of keys, got {type(raw).__name__}")
@@ -320,6 +320,7 @@ def parse_grid(raw: Any, base: str | os.PathLike = ".", source: Path | None = No
                           f"({', '.join(labels)}); the paired tests compare every strategy with it")
     check_stage1(grid)
     check_overrides(grid)
+    check_stage2_bundles(grid)
     return grid
 
 

@@ -7,11 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
 
 from common.errors import ConfigError
 from common.experiments.cells import expand, pretrain_cells
 from common.experiments.grid import load_grid, parse_grid
+from common.networks import build_classifier
 
 
 @pytest.fixture()
@@ -79,10 +81,15 @@ def test_stage2_medical_adds_one_pretraining_run_per_backbone_and_stage1(data_di
     assert [(p.arch, p.stage1) for p in runs] == [("efficientnet_lite0", "none"), ("efficientnet_lite0", "imagenet")]
 
 
+def _stage2_bundle(folder: Path, arch: str) -> Path:
+    """A trained stage-2 bundle folder: ``models/model.pt`` holding an ``arch`` classifier with 21 classes."""
+    (folder / "models").mkdir(parents=True)
+    torch.save(build_classifier(arch, 21).state_dict(), folder / "models" / "model.pt")
+    return folder
+
+
 def test_a_given_stage2_bundle_is_not_repeated_per_stage1(data_dir: Path, tmp_path: Path) -> None:
-    stage2 = tmp_path / "stage2"
-    (stage2 / "models").mkdir(parents=True)
-    (stage2 / "models" / "model.pt").write_bytes(b"x")
+    stage2 = _stage2_bundle(tmp_path / "stage2", "efficientnet_lite0")
     cells = expand(parse_grid(_grid(data_dir, stage1=["none", "imagenet"], stage2=[f"bundle:{stage2}"],
                                     architectures=["efficientnet_lite0"])))
     assert len(cells) == 2 * 3 and {c.stage1 for c in cells} == {"n/a"}
@@ -99,10 +106,16 @@ def test_exclude_rules_drop_matching_cells(data_dir: Path) -> None:
 
 
 def test_a_relative_stage2_bundle_is_resolved_against_the_grid_folder(data_dir: Path, tmp_path: Path) -> None:
-    (tmp_path / "s2" / "models").mkdir(parents=True)
-    (tmp_path / "s2" / "models" / "model.pt").write_bytes(b"x")
+    _stage2_bundle(tmp_path / "s2", "resnet18")
     grid = parse_grid(_grid(data_dir, stage2=["bundle:s2"], architectures=["resnet18"]), tmp_path)
     assert grid.stage2 == (f"bundle:{(tmp_path / 's2').resolve()}",)
+
+
+def test_a_stage2_bundle_of_another_architecture_is_refused_before_running(data_dir: Path, tmp_path: Path) -> None:
+    _stage2_bundle(tmp_path / "s2", "resnet18")
+    with pytest.raises(ConfigError, match="does not fit bundle chest_xray_classification with architecture "
+                                          "efficientnet_lite0"):
+        parse_grid(_grid(data_dir, stage2=["bundle:s2"]), tmp_path)
 
 
 def test_two_tasks_on_one_bundle_need_names(data_dir: Path) -> None:
