@@ -72,6 +72,19 @@ def set_trainable(model: nn.Module, module_names: Iterable[str], trainable: bool
     return count
 
 
+def hold_batchnorm_statistics(model: nn.Module) -> int:
+    """Keep every BatchNorm layer of ``model`` normalising with its running statistics, never updating them,
+    while its affine parameters stay trainable (their ``requires_grad`` is not touched).
+
+    Returns:
+        The number of BatchNorm layers held.
+    """
+    layers = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+    for layer in layers:
+        _freeze_bn(layer)
+    return len(layers)
+
+
 def set_parameters_trainable(model: nn.Module, parameter_names: Iterable[str], trainable: bool) -> int:
     """Set ``requires_grad`` of the named parameters, then refresh every BatchNorm's frozen state.
 

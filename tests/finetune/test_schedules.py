@@ -27,6 +27,20 @@ def test_lp_ft_switches_after_lp_epochs_with_scaled_lr(resnet: torch.nn.Module) 
     assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.1] * 6)
 
 
+@pytest.mark.parametrize("hold", [False, True])
+def test_lp_ft_fine_tuning_phase_updates_or_holds_batchnorm_statistics(resnet: torch.nn.Module, hold: bool) -> None:
+    strategy = LPFT(lp_epochs=1, ft_lr_scale=0.1, hold_bn_stats=hold)
+    optimizer = torch.optim.SGD(strategy.param_groups(resnet, 0.01), lr=0.01)
+    strategy.on_epoch_start(_engine(2, optimizer))
+    before = resnet.bn1.running_mean.clone()
+    resnet.train()
+    loss = resnet(torch.randn(4, 3, 64, 64)).sum()
+    loss.backward()
+    optimizer.step()
+    assert torch.equal(resnet.bn1.running_mean, before) == hold
+    assert resnet.bn1.weight.requires_grad and resnet.bn1.weight.grad is not None  # affine trains either way
+
+
 def test_lp_ft_keeps_the_scheduler_progress(resnet: torch.nn.Module) -> None:
     strategy = LPFT(lp_epochs=1, ft_lr_scale=0.5)
     optimizer = torch.optim.SGD(strategy.param_groups(resnet, 1.0), lr=1.0)
