@@ -50,8 +50,8 @@ def check_stage1(grid: Grid) -> None:
             if "medical" in grid.stage2:
                 if backbone is None:
                     raise ConfigError(f"{where}: no classifier backbone to take stage-2 weights; drop stage2: medical")
-                assert grid.pretraining is not None  # parse_grid checked it
-                grid.pretraining.bundle.check_arch(backbone)
+                if grid.pretraining is not None:  # parse_grid refuses stage2: medical without it
+                    grid.pretraining.bundle.check_arch(backbone)
 
 
 def _check_keys(keys: Iterable[str], bundle: BundleInfo, where: str, ids: set[str] | frozenset[str]) -> None:

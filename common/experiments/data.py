@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from common.errors import ConfigError
 from common.experiments.cells import fingerprint
 from common.experiments.grid import DataSpec
 from common.io import atomic_directory
@@ -31,7 +32,8 @@ def _generate(layout: str, root: Path, spec: DataSpec) -> None:
 def data_location(spec: DataSpec, data_root: Path) -> tuple[Path, Path]:
     """``(dataset_dir, datalist)`` of ``spec`` without generating anything (see :func:`prepare_data`)."""
     if spec.embedded is None:
-        assert spec.dataset_dir is not None and spec.datalist is not None  # parse_grid guarantees it
+        if spec.dataset_dir is None or spec.datalist is None:  # parse_grid guarantees both
+            raise ConfigError("a data entry needs dataset_dir (and datalist) or embedded")
         return spec.dataset_dir, spec.datalist
     folder = data_root / f"{spec.embedded}-{fingerprint({'generate': spec.generate, 'split': spec.split})[:8]}"
     return folder, folder / "datalist.json"

@@ -71,8 +71,8 @@ def _cell_settings(cell: Cell, data: tuple[Path, Path], pretrained: str, grid: G
 
 
 def _pretrain_settings(pcell: PretrainCell, data: tuple[Path, Path], grid: Grid) -> dict[str, Any]:
-    assert grid.pretraining is not None
-    return {**grid.pretraining.overrides, "arch": pcell.arch, "pretrained": pcell.stage1, "seed": 0,
+    overrides = grid.pretraining.overrides if grid.pretraining is not None else {}
+    return {**overrides, "arch": pcell.arch, "pretrained": pcell.stage1, "seed": 0,
             "dataset_dir": str(data[0]), "datalist": str(data[1])}
 
 
@@ -250,7 +250,8 @@ def run_grid(
             started = time.perf_counter()
             try:
                 if cell.pretrain is not None and _result(out / "pretrain" / cell.pretrain.id) is None:
-                    assert grid.pretraining is not None and pre_data is not None
+                    if grid.pretraining is None:  # parse_grid refuses stage2: medical without it
+                        raise ConfigError("stage2: medical needs the grid's pretraining section")
                     stage2_dir = out / "pretrain" / cell.pretrain.id
                     if cell.pretrain.id in failed_stage2:  # tried once in this session: do not repeat it per cell
                         raise RuntimeError(f"its stage-2 run {stage2_dir} failed: {failed_stage2[cell.pretrain.id]}")
