@@ -226,6 +226,13 @@ def run_grid(
         for cell in cells:
             logger.info("cell     %-70s %s", cell.id, "done" if _result(out / "cells" / cell.id) else "to run")
         return summary
+    tracking = None
+    if grid.tracking == "mlflow":
+        mlflow_settings(out / "mlruns", grid.name, "check")  # fails before anything is written when MLflow is missing
+
+        def tracking(run_name: str) -> dict[str, Any]:
+            return mlflow_settings(out / "mlruns", grid.name, run_name)
+
     out.mkdir(parents=True, exist_ok=True)
     if grid.source is not None:
         atomic_write_text(out / "grid.yaml", grid.source.read_text())
@@ -233,12 +240,6 @@ def run_grid(
         prepare_data(task.data, data_root)
     if pre_data is not None and grid.pretraining is not None:
         prepare_data(grid.pretraining.data, data_root)
-    tracking = None
-    if grid.tracking == "mlflow":
-        mlflow_settings(out / "mlruns", grid.name, "check")  # fails early when MLflow is missing
-
-        def tracking(run_name: str) -> dict[str, Any]:
-            return mlflow_settings(out / "mlruns", grid.name, run_name)
 
     done = sum(_result(out / "cells" / c.id) is not None for c in cells)
     summary.skipped = done
