@@ -57,7 +57,8 @@ class TransferReport:
 
     ``loaded``, ``missing`` and ``mismatched`` are the target network's key names; ``unexpected`` (source keys
     the network has no place for) are the source's names. ``source_prefix`` is set when every source key was
-    placed under it (a classifier's backbone filling a segmenter's ``encoder.``).
+    placed under it (a classifier's backbone filling a segmenter's ``encoder.``). ``head_reset``: head keys that
+    would fit but are deliberately left at init (a stage-2 bundle's head answers other classes than the task's).
     """
 
     source: str
@@ -66,6 +67,7 @@ class TransferReport:
     mismatched: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     source_prefix: str = ""
+    head_reset: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """One readable line with the counts and the first few keys of each kind."""
@@ -81,6 +83,9 @@ class TransferReport:
                 parts.append(f"{label} {len(keys)} ({few(keys)})")
         if self.unexpected:
             parts.append(f"unused {len(self.unexpected)} ({few(self.unexpected)})")
+        if self.head_reset:
+            parts.append(f"head reset {len(self.head_reset)} ({few(self.head_reset)}: the source's classes are not "
+                         f"the task's)")
         return "; ".join(parts)
 
 
@@ -199,7 +204,18 @@ def load_pretrained(
         return report
     if required is None:
         head = head if head is not None else get_arch(arch).head
+        if _has_own_label_space(pretrained):  # a stage-2 head fits only by accident: never transfer it
+            target = unwrap(network).state_dict()
+            report.head_reset = [k for k, v in state.items() if k.startswith(f"{head}.") and k in target
+                                 and target[k].shape == v.shape]
+            state = {k: v for k, v in state.items() if k not in report.head_reset}
     return _transfer(unwrap(network), state, report, arch, head=head, required=required)
+
+
+def _has_own_label_space(pretrained: str) -> bool:
+    """A ``bundle:`` source whose ``models/class_names.json`` names its classes (the stage-2 bundle writes it)."""
+    return pretrained.startswith("bundle:") and (
+        Path(pretrained.removeprefix("bundle:")) / "models" / "class_names.json").is_file()
 
 
 def _load_into_segmenter(network: nn.Module, pretrained: str, arch: str, spec: SegmenterSpec,
@@ -229,6 +245,8 @@ def _transfer(network: nn.Module, state: dict[str, torch.Tensor], report: Transf
     target = network.state_dict()
     to_load: dict[str, torch.Tensor] = {}
     for key, value in target.items():
+        if key in report.head_reset:
+            continue
         if key not in state:
             report.missing.append(key)
         elif state[key].shape != value.shape:

@@ -143,3 +143,22 @@ def test_multi_gpu_overlay_trains_with_two_processes(tmp_path: Path, general_dat
     assert result.returncode == 0, result.stderr[-3000:]
     state = torch.load(root / "models" / "model.pt", map_location="cpu", weights_only=True)
     assert state["fc.weight"].shape == (21, 512)  # saved without the DistributedDataParallel "module." prefix
+
+
+def test_a_stage2_head_that_happens_to_fit_is_still_reset(stage2: Path, tmp_path: Path) -> None:
+    """A stage-2 set of exactly 14 classes must not hand its head to the 14-finding chest task."""
+    copy = tmp_path / "stage2_14"
+    shutil.copytree(stage2 / "models", copy / "models")
+    state = torch.load(copy / "models" / "model.pt", map_location="cpu", weights_only=True)
+    state["fc.weight"], state["fc.bias"] = state["fc.weight"][:14], state["fc.bias"][:14]
+    torch.save(state, copy / "models" / "model.pt")
+    network = build_classifier("resnet18", 14)
+    head_at_init = network.fc.weight.detach().clone()
+    report = load_pretrained(network, f"bundle:{copy}", "resnet18")
+    assert report.head_reset == ["fc.weight", "fc.bias"] and not report.missing and not report.mismatched
+    assert torch.equal(network.fc.weight, head_at_init) and "head reset 2" in report.summary()
+    assert torch.equal(network.conv1.weight, state["conv1.weight"])
+    # A bundle without its own class list (a task bundle's checkpoint) still hands over a fitting head.
+    (copy / "models" / "class_names.json").unlink()
+    report = load_pretrained(build_classifier("resnet18", 14), f"bundle:{copy}", "resnet18")
+    assert "fc.weight" in report.loaded and not report.head_reset
