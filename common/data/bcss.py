@@ -30,6 +30,7 @@ from common.data.bcss_codes import (
     load_bcss_codes,
     read_gtruth_codes,
 )
+from common.data.masks import mask_value_counts
 from common.data.splits import (
     check_nonempty_splits,
     check_patient_disjoint,
@@ -125,15 +126,7 @@ def validate_bcss_masks(
     known[list(codes.values())] = True
     counts: dict[str, np.ndarray] = {}
     for path in mask_paths:
-        try:
-            with Image.open(path) as image:
-                values = np.asarray(image)
-        except OSError as err:
-            raise DataError(f"BCSS: cannot read mask {path}: {err}") from err
-        if values.ndim != 2 or values.min(initial=0) < 0 or values.max(initial=0) > 255:
-            raise DataError(f"BCSS: mask {path} has shape {values.shape}, values up to {values.max()}; "
-                            "expected one channel of codes 0..255")  # fmt: skip
-        count = np.bincount(values.ravel().astype(np.int64), minlength=256)
+        count = mask_value_counts(path, "BCSS", 255, "codes 0..255")
         unknown = np.flatnonzero((count > 0) & ~known)
         if unknown.size:
             found = ", ".join(f"{code} ({count[code]} px)" for code in unknown)

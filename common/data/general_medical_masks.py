@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from common.data.bcss import validate_bcss_masks
 from common.data.bcss_codes import BCSS_DEFAULT_CLASS_MAP, build_code_lookup, load_bcss_codes
 from common.data.general_medical_spec import SourceSpec
+from common.data.masks import mask_value_counts
 from common.errors import ConfigError, DataError
 
 __all__ = ["mask_presence"]
@@ -25,16 +25,8 @@ def _index_counts(spec: SourceSpec, masks: Sequence[Path], n_classes: int) -> li
     """Pixel count of each value 0..K per mask whose value ``i`` is class ``i`` (1..K)."""
     counts = []
     for path in masks:
-        try:
-            with Image.open(path) as image:
-                values = np.asarray(image)
-        except OSError as err:
-            raise DataError(f"source {spec.name!r}: cannot read mask {path}: {err}") from err
-        if values.ndim != 2 or values.min(initial=0) < 0 or values.max(initial=0) > n_classes:
-            raise DataError(f"source {spec.name!r}: mask {path} has shape {values.shape} and values up to "
-                            f"{values.max(initial=0)}; mask_codes 'index' expects one channel of 0 (ignored) .. "
-                            f"{n_classes} (one per class name)")  # fmt: skip
-        counts.append(np.bincount(values.ravel().astype(np.int64), minlength=n_classes + 1))
+        counts.append(mask_value_counts(path, f"source {spec.name!r}", n_classes,
+                                        f"0 (ignored) .. {n_classes} (mask_codes 'index': one per class name)"))
     return counts
 
 
