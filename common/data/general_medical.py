@@ -40,7 +40,7 @@ from common.data.general_medical_sampling import (
     item_categories,
     sampling_report,
 )
-from common.data.general_medical_sources import SourceData, read_source
+from common.data.general_medical_sources import SOURCE_SPLITS, SourceData, read_source
 from common.data.general_medical_spec import SourceSpec, parse_sources, read_sources
 from common.data.general_medical_synthetic import write_synthetic_chestmnist, write_synthetic_mammo_folder
 from common.errors import ConfigError, DataError
@@ -52,7 +52,6 @@ __all__ = ["GENERAL_TARGETS", "build_general_datalist", "read_class_names", "wri
 logger = logging.getLogger(__name__)
 
 GENERAL_TARGETS = ("class", "modality+class")
-_SPLITS = ("training", "validation")
 
 
 def _relative(path: str, base: Path) -> str:
@@ -76,10 +75,10 @@ def _merge(data: Sequence[SourceData], output_dir: Path, target: str) -> dict[st
         keys += [key for key in ((source.spec.modality, n) for n in source.class_names) if key not in keys]
     modalities = list(dict.fromkeys(source.spec.modality for source in data))
     index = {key: i for i, key in enumerate(keys)}
-    merged: dict[str, Any] = {split: [] for split in _SPLITS}
+    merged: dict[str, Any] = {split: [] for split in SOURCE_SPLITS}
     for source in data:
         spec, positions = source.spec, [index[(source.spec.modality, n)] for n in source.class_names]
-        rows = [(split, item) for split in _SPLITS for item in source.splits[split]]
+        rows = [(split, item) for split in SOURCE_SPLITS for item in source.splits[split]]
         categories = item_categories([item["label"] for _, item in rows], source.class_names)
         for (split, item), category in zip(rows, categories, strict=True):
             label: list[float | None] = [None] * len(keys)
@@ -148,7 +147,7 @@ def build_general_datalist(
     datalist = _merge(data, out, target)
     if not datalist["validation"]:
         raise DataError(f"no source has a validation item; raise val_fraction (now {val_fraction}) or add images")
-    for split in _SPLITS:
+    for split in SOURCE_SPLITS:
         for item, weight in zip(datalist[split], balanced_weights(datalist[split]), strict=True):
             item["weight"] = weight
     datalist |= {"target": target, "val_fraction": val_fraction, "seed": seed,

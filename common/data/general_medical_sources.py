@@ -25,13 +25,14 @@ from common.data.splits import group_by_split, patient_split
 from common.errors import ConfigError, DataError
 from common.io import atomic_directory, atomic_write_text
 
-__all__ = ["SourceData", "read_source", "MEDMNIST_MARKER"]
+__all__ = ["MEDMNIST_MARKER", "SOURCE_SPLITS", "SourceData", "read_source"]
 
 logger = logging.getLogger(__name__)
 
 #: Written into a medmnist source's PNG folder, so a rebuild only ever replaces a folder this module wrote.
 MEDMNIST_MARKER = ".medxfer_medmnist_source"
-_SPLITS = ("training", "validation")
+#: The splits a source contributes to stage 2 (never ``test``).
+SOURCE_SPLITS = ("training", "validation")
 
 
 @dataclass
@@ -83,8 +84,8 @@ def _read_json_datalist(spec: SourceSpec) -> dict[str, Any]:
 def _read_datalist(spec: SourceSpec) -> SourceData:
     content = _read_json_datalist(spec)
     base = spec.base_dir if spec.base_dir is not None else spec.path.parent
-    splits = {split: content.get(split) or [] for split in _SPLITS}
-    rows = [(split, i, item) for split in _SPLITS for i, item in enumerate(splits[split])]
+    splits = {split: content.get(split) or [] for split in SOURCE_SPLITS}
+    rows = [(split, i, item) for split in SOURCE_SPLITS for i, item in enumerate(splits[split])]
     if not splits["training"]:
         raise DataError(f"source {spec.name!r}: {spec.path} has no training item; it needs at least one image")
     for split, i, item in rows:
@@ -111,7 +112,7 @@ def _read_datalist(spec: SourceSpec) -> SourceData:
         labels = [_check_label(item["label"], len(class_names), f"source {spec.name!r}: {spec.path}, {split}[{i}] "
                                f"({item['image']})") for split, i, item in rows]  # fmt: skip
     data = SourceData(spec, class_names, multi_label=True, n_test_excluded=len(content.get("test") or []))
-    for split in _SPLITS:
+    for split in SOURCE_SPLITS:
         data.splits[split] = []
     for (split, _, item), image, label in zip(rows, images, labels, strict=True):
         data.splits[split].append({"image": str(image), "label": label, "patient_id": str(item.get("patient_id", ""))})
@@ -202,7 +203,7 @@ def _draw_validation(data: SourceData, val_fraction: float, seed: int) -> None:
     items = data.splits["training"]
     ids = [item["patient_id"] or item["image"] for item in items]
     assignment = patient_split(ids, {"training": 1.0 - val_fraction, "validation": val_fraction}, seed)
-    data.splits = group_by_split(items, assignment, list(_SPLITS))
+    data.splits = group_by_split(items, assignment, list(SOURCE_SPLITS))
     data.validation_drawn = True
 
 

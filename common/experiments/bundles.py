@@ -74,6 +74,20 @@ class BundleInfo:
             raise ConfigError(f"bundle {self.name} cannot build architecture {arch!r}; "
                               f"choose from: {', '.join(self.archs())}")
 
+    def build_network(self, arch: str, num_classes: int = 2) -> Any:
+        """A fresh network of ``arch`` as this bundle's factory builds it (random weights).
+
+        Raises:
+            ConfigError: the bundle's network is not built by a medxfer factory.
+        """
+        from common.networks import build_classifier, build_segmenter
+
+        if self.factory == _CLASSIFIER_FACTORY:
+            return build_classifier(arch, num_classes)
+        if self.factory == _SEGMENTER_FACTORY:
+            return build_segmenter(arch, num_classes)
+        raise ConfigError(f"bundle {self.name}: its network ({self.factory}) is not built by a medxfer factory")
+
     def backbone(self, arch: str) -> str | None:
         """The classifier architecture whose weights fill ``arch`` (itself for classifiers; ``None``: none)."""
         if self.factory == _CLASSIFIER_FACTORY:

@@ -85,7 +85,7 @@ def check_stage2_bundles(grid: Grid) -> None:
     cell pointed at a ResNet stage-2 bundle fails here, not after other cells have trained.
     """
     from common.errors import WeightsError
-    from common.networks import build_classifier, build_segmenter, load_pretrained
+    from common.networks import load_pretrained
 
     checked: set[tuple[str, str, str]] = set()
     for value in (s for s in grid.stage2 if s.startswith("bundle:")):
@@ -98,8 +98,7 @@ def check_stage2_bundles(grid: Grid) -> None:
                 if task.bundle.backbone(arch) is None:
                     raise ConfigError(f"bundle {task.bundle.name}, architecture {arch}: no classifier backbone to "
                                       f"take the stage-2 weights of {value}")
-                segmenter = task.bundle.factory.endswith("build_segmenter")
-                network = build_segmenter(arch, 2) if segmenter else build_classifier(arch, 2)
+                network = task.bundle.build_network(arch)
                 try:
                     load_pretrained(network, value, arch)
                 except WeightsError as err:

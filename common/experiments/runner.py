@@ -36,6 +36,7 @@ from common.experiments.cells import Cell, PretrainCell, expand, fingerprint, pr
 from common.experiments.data import data_location, prepare_data
 from common.experiments.grid import Grid
 from common.experiments.progress import CellProgress
+from common.experiments.stats import REQUIRED_COLUMNS
 from common.experiments.tracking import mlflow_settings
 from common.io import atomic_write_json, atomic_write_text
 
@@ -43,8 +44,8 @@ __all__ = ["RESULT_COLUMNS", "GridRun", "read_results", "run_grid"]
 
 logger = logging.getLogger(__name__)
 
-RESULT_COLUMNS = ("cell", "bundle", "arch", "stage1", "stage2", "strategy", "seed", "metric", "value",
-                  "val_metric", "seconds", "eval_dir")
+#: results.csv: the columns the leaderboard reads, plus the best validation value of each run.
+RESULT_COLUMNS = (*REQUIRED_COLUMNS, "val_metric")
 
 
 @dataclass
@@ -148,11 +149,12 @@ def read_results(output_dir: str | Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def _write_results(out: Path, cells: list[Cell]) -> list[dict[str, Any]]:
+def _write_results(out: Path, cells: list[Cell], results: dict[Path, dict[str, Any] | None]) -> list[dict[str, Any]]:
+    """Write results.csv from the finished cells' results (read once by the caller, not again per write)."""
     rows = []
     for cell in cells:
         folder = out / "cells" / cell.id
-        result = _result(folder)
+        result = results.get(folder)
         if result is None:
             continue
         rows.append({**cell.describe(), "metric": result["metric"], "value": result["value"],
@@ -166,9 +168,9 @@ def _write_results(out: Path, cells: list[Cell]) -> list[dict[str, Any]]:
     return rows
 
 
-def _check_resumable(out: Path, planned: list[tuple[Path, dict[str, Any], str]]) -> None:
-    changed = [str(folder) for folder, _, fp in planned
-               if (r := _result(folder)) is not None and r.get("fingerprint") != fp]
+def _check_resumable(out: Path, planned: list[tuple[Path, str]], results: dict[Path, dict[str, Any] | None]) -> None:
+    changed = [str(folder) for folder, fp in planned
+               if (r := results[folder]) is not None and r.get("fingerprint") != fp]
     if changed:
         raise ConfigError(
             f"{len(changed)} finished cells in {out} were run with other settings than this grid "
@@ -219,12 +221,13 @@ def run_grid(
         settings = {**_cell_settings(c, data_of[id(c.task)], pretrained_for(c), grid), **extra}
         fp = _fingerprint(settings, out, stage2_fp[c.pretrain.id] if c.pretrain is not None else None)
         planned.append((out / "cells" / c.id, settings, fp))
-    _check_resumable(out, planned + [(folder, st, stage2_fp[pid]) for pid, (folder, st) in stage2.items()])
+    fingerprints = [(folder, fp) for folder, _, fp in planned]
+    fingerprints += [(folder, stage2_fp[pid]) for pid, (folder, _) in stage2.items()]
+    results = {folder: _result(folder) for folder, _ in fingerprints}  # read once; updated as runs finish
+    _check_resumable(out, fingerprints, results)
     if dry_run:
-        for pcell in pcells:
-            logger.info("stage 2  %-40s %s", pcell.id, "done" if _result(out / "pretrain" / pcell.id) else "to run")
-        for cell in cells:
-            logger.info("cell     %-70s %s", cell.id, "done" if _result(out / "cells" / cell.id) else "to run")
+        for folder, _ in fingerprints:
+            logger.info("%-80s %s", folder.relative_to(out), "done" if results[folder] else "to run")
         return summary
     tracking = None
     if grid.tracking == "mlflow":
@@ -241,34 +244,41 @@ def run_grid(
     if pre_data is not None and grid.pretraining is not None:
         prepare_data(grid.pretraining.data, data_root)
 
-    done = sum(_result(out / "cells" / c.id) is not None for c in cells)
-    summary.skipped = done
     failed_stage2: dict[str, str] = {}
+
+    def ensure_stage2(pcell: PretrainCell) -> None:
+        """Run the stage-2 run ``pcell`` unless finished; a failure is tried once per session, then reported."""
+        folder, settings = stage2[pcell.id]
+        if results[folder] is not None:
+            return
+        if pcell.id not in failed_stage2:
+            logger.info("stage 2: pretraining %s from %s", pcell.arch, pcell.stage1)
+            try:
+                if grid.pretraining is None:  # parse_grid refuses stage2: medical without it
+                    raise ConfigError("stage2: medical needs the grid's pretraining section")
+                results[folder] = _execute(grid.pretraining.bundle, folder, None, settings, stage2_fp[pcell.id],
+                                           False, tracking)
+                return
+            except Exception as err:  # noqa: BLE001 - reported through every cell that needs it
+                failed_stage2[pcell.id] = f"{err} (traceback in {folder}.partial/error.txt)"
+        raise RuntimeError(f"its stage-2 run {folder} failed: {failed_stage2[pcell.id]}")
+
+    done = sum(results[folder] is not None for folder, _, _ in planned)
+    summary.skipped = done
     with CellProgress(len(cells), done) as progress:
         for cell, (folder, settings, fp) in zip(cells, planned, strict=True):
-            if _result(folder) is not None:
+            if results[folder] is not None:
                 continue
             started = time.perf_counter()
             try:
-                if cell.pretrain is not None and _result(out / "pretrain" / cell.pretrain.id) is None:
-                    if grid.pretraining is None:  # parse_grid refuses stage2: medical without it
-                        raise ConfigError("stage2: medical needs the grid's pretraining section")
-                    stage2_dir = out / "pretrain" / cell.pretrain.id
-                    if cell.pretrain.id in failed_stage2:  # tried once in this session: do not repeat it per cell
-                        raise RuntimeError(f"its stage-2 run {stage2_dir} failed: {failed_stage2[cell.pretrain.id]}")
-                    logger.info("stage 2: pretraining %s from %s", cell.pretrain.arch, cell.pretrain.stage1)
-                    try:
-                        _execute(grid.pretraining.bundle, stage2_dir, None, stage2[cell.pretrain.id][1],
-                                 stage2_fp[cell.pretrain.id], False, tracking)
-                    except Exception as err:
-                        failed_stage2[cell.pretrain.id] = f"{err} (traceback in {stage2_dir}.partial/error.txt)"
-                        raise RuntimeError(f"its stage-2 run {stage2_dir} failed: {failed_stage2[cell.pretrain.id]}") \
-                            from err
+                if cell.pretrain is not None:
+                    ensure_stage2(cell.pretrain)
                 eta = progress.eta_seconds
                 logger.info("cell %d/%d: %s (ETA %s)", progress.done + 1, len(cells), cell.id,
                             "?" if eta is None else f"{eta / 60:.1f} min")
                 progress.start(cell.id)
-                result = _execute(cell.task.bundle, folder, cell.strategy.overlay, settings, fp, True, tracking)
+                result = results[folder] = _execute(cell.task.bundle, folder, cell.strategy.overlay, settings, fp,
+                                                    True, tracking)
                 progress.finish(cell.id, result["seconds"], result["value"])
                 summary.ran += 1
             except Exception as err:  # noqa: BLE001 - one failing cell must not lose the others
@@ -277,8 +287,8 @@ def run_grid(
                 summary.failed.append((cell.id, str(err)))
                 if fail_fast:
                     break
-            _write_results(out, cells)
-    rows = _write_results(out, cells)
+            _write_results(out, cells, results)
+    rows = _write_results(out, cells, results)
     if rows:
         summary.leaderboard = write_leaderboard(read_results(out), out, title=f"Leaderboard: {grid.name}",
                                                 baseline=grid.baseline)
