@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from common.engines.auc_metric import MultilabelAUC
+from common.engines.checkpoint import AtomicDiskSaver, ModelCheckpointSaver, atomic_torch_save
 from common.engines.collect import PredictionCollector, ProbabilityCSVWriter
 from common.engines.report import ClassificationReportHandler
+from common.engines.resume import TrainingCheckpoint, run_fingerprint
 from common.engines.segmentation import MeanDice, SegmentationMaskWriter, SegmentationReportHandler
 
 __all__ = [
+    "AtomicDiskSaver",
+    "ModelCheckpointSaver",
+    "TrainingCheckpoint",
+    "atomic_torch_save",
+    "run_fingerprint",
     "ClassificationReportHandler",
     "MeanDice",
     "MultilabelAUC",

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from common.finetune.freezing import set_trainable
+from common.finetune.freezing import restore_trainable_state, set_trainable, trainable_state
 from common.networks.layer_groups import LayerGroup, group_parameters, layer_groups
 from common.networks.unwrap import unwrap
 
@@ -98,6 +98,25 @@ class FinetuneStrategy:
 
     def after_backward(self, engine: Any) -> None:
         """Called after ``loss.backward()`` and before the optimizer step."""
+
+    def state_dict(self, model: nn.Module) -> dict[str, Any]:
+        """What a resumed run needs to continue this strategy: the frozen set and :meth:`extra_state`.
+
+        Learning rates live in the optimizer's and the scheduler's own state dicts, saved beside this.
+        """
+        return {"frozen": trainable_state(unwrap(model)), "extra": self.extra_state()}
+
+    def load_state_dict(self, state: dict[str, Any], model: nn.Module) -> None:
+        """Restore :meth:`state_dict` into this strategy and ``model`` (called before the first resumed epoch)."""
+        restore_trainable_state(unwrap(model), state["frozen"])
+        self.load_extra_state(state.get("extra", {}))
+
+    def extra_state(self) -> dict[str, Any]:
+        """Strategy-specific state that is neither the frozen set nor in the optimizer (JSON-able); none by default."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`extra_state`."""
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_") and k != "lr_scheduler")

@@ -14,7 +14,14 @@ import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.hooks import RemovableHandle
 
-__all__ = ["set_trainable", "set_parameters_trainable", "freeze_all", "is_frozen_bn"]
+__all__ = [
+    "set_trainable",
+    "set_parameters_trainable",
+    "freeze_all",
+    "is_frozen_bn",
+    "trainable_state",
+    "restore_trainable_state",
+]
 
 _HOOK_ATTR = "_medxfer_frozen_bn_hook"
 
@@ -106,3 +113,33 @@ def set_parameters_trainable(model: nn.Module, parameter_names: Iterable[str], t
 def freeze_all(model: nn.Module) -> None:
     """Freeze every parameter and BatchNorm statistic of ``model``."""
     set_trainable(model, [""], False)
+
+
+def trainable_state(model: nn.Module) -> dict[str, list[str]]:
+    """What is frozen now: names of the parameters that train and of the BatchNorm layers whose statistics are held.
+
+    Saved in a resumable checkpoint so a resumed run continues with the same frozen set (LP-FT's phase, gradual
+    unfreezing's stage) whatever the strategy derived it from.
+    """
+    return {
+        "trainable": [name for name, p in model.named_parameters() if p.requires_grad],
+        "bn_held": [name for name, m in model.named_modules() if is_frozen_bn(m)],
+    }
+
+
+def restore_trainable_state(model: nn.Module, state: dict[str, list[str]]) -> None:
+    """Apply a :func:`trainable_state` to ``model``: ``requires_grad`` and held BatchNorm statistics, by name.
+
+    Raises:
+        KeyError: a name in ``state`` is not in ``model`` (the checkpoint is from another network).
+    """
+    params, modules = dict(model.named_parameters()), dict(model.named_modules())
+    unknown = [n for n in state["trainable"] if n not in params] + [n for n in state["bn_held"] if n not in modules]
+    if unknown:
+        raise KeyError(f"not in the network: {unknown[:4]}")
+    trainable, held = set(state["trainable"]), set(state["bn_held"])
+    for name, param in params.items():
+        param.requires_grad_(name in trainable)
+    for name, module in modules.items():
+        if isinstance(module, _BatchNorm):
+            (_freeze_bn if name in held else _unfreeze_bn)(module)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from common.networks.checkpoint_card import check_checkpoint, read_card
 from common.networks.factory import build_classifier
 from common.networks.layer_groups import LayerGroup, encoder_modules, layer_groups
 from common.networks.registry import ARCHITECTURES, ArchSpec, get_arch
@@ -27,6 +28,8 @@ __all__ = [
     "TorchvisionResNetEncoder",
     "TransferReport",
     "build_classifier",
+    "check_checkpoint",
+    "read_card",
     "build_segmenter",
     "check_patch_size",
     "get_arch",

@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 
 from common.errors import WeightsError
+from common.networks.checkpoint_card import require_finite
 from common.networks.layer_groups import encoder_modules
 from common.networks.registry import get_arch
 from common.networks.segmentation import SEGMENTERS, SegmenterSpec
@@ -105,7 +106,11 @@ def imagenet_weights_file(arch: str) -> Path:
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a state dict from ``.pt``/``.pth``/``.safetensors`` safely (``weights_only=True``)."""
+    """Read a state dict from ``.pt``/``.pth``/``.safetensors`` safely (``weights_only=True``).
+
+    Raises ``WeightsError`` naming the file when it is missing, unreadable, not a state dict of tensors, or holds
+    NaN / infinite values (a diverged or damaged checkpoint is refused at load, never trained on).
+    """
     file = Path(path)
     if not file.is_file():
         raise WeightsError(f"weights file not found: {file}")
@@ -123,6 +128,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             state = state[wrapper]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{file} does not hold a state dict of tensors (found {type(state).__name__})")
+    require_finite(state, file)
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 

@@ -106,6 +106,12 @@ class AutoRGN(FinetuneStrategy):
                     len(self._names), len(bn), sum(p.numel() for p in inner.parameters()))
         return groups
 
+    def extra_state(self) -> dict[str, Any]:
+        return {"last_lrs": dict(self.last_lrs)}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.last_lrs = {str(k): float(v) for k, v in state.get("last_lrs", {}).items()}
+
     def on_epoch_start(self, engine: Any) -> None:
         rgn = relative_gradient_norms(engine, self._names, self.n_batches)
         finite = {n: r for n, r in rgn.items() if math.isfinite(r)}
