@@ -119,8 +119,11 @@ def test_inference_repeats_train_definitions(name: str) -> None:
                                                                         "batch_size", "num_workers", "datalist",
                                                                         "dataset_dir", "initialize", "run", "finalize",
                                                                         "preprocessing", "dataset", "handlers",
-                                                                        "inferer", "postprocessing", "network"))]
+                                                                        "inferer", "postprocessing", "network",
+                                                                        "settings", "checkpoint_card"))]
     assert "network_def" in inference and inference["network_def"] == train["network_def"]
+    # what inference checks against the model's card is what training writes into it
+    assert inference["checkpoint_card"]["preprocessing"] == train["checkpoint_card"]["preprocessing"]
     # Class names read from the data by train.json (stage 2) are checked by the train -> evaluate -> infer run.
     shared = [k for k in shared if not (k == "class_names" and isinstance(train[k], str))]
     for key in shared:
