@@ -164,3 +164,38 @@ def test_bad_setting_is_refused_before_anything_runs(tmp_path: Path, chest_datas
     assert isinstance(root_cause(info.value), ConfigError)
     assert re.search(expected, str(root_cause(info.value)))
     assert not (root / "models").exists()
+
+
+@pytest.mark.parametrize(("override", "expected"), [
+    ({}, r"model.pt was trained with arch='resnet18' but this run has arch='densenet121'; pass --arch resnet18"),
+    ({"arch": "resnet18"}, r"trained with image_size=32 but this run has image_size=224; pass --image_size 32"),
+    ({"arch": "resnet18", "image_size": 32, "use_clahe": False}, r"use_clahe=True but this run has use_clahe=False"),
+], ids=["arch", "image_size", "clahe"])
+def test_inference_reads_the_checkpoint_card(clean_run: Path, chest_dataset: Path, override: dict,
+                                             expected: str) -> None:
+    """The README's inference command on a model trained with other settings: one line saying what to pass."""
+    configs = clean_run / "configs"
+    workflow = ConfigWorkflow(config_file=str(configs / "inference.json"), meta_file=str(configs / "metadata.json"),
+                              workflow_type="infer", bundle_root=str(clean_run),
+                              dataset_dir=str(chest_dataset / "images"), num_workers=0, **override)
+    with pytest.raises(RuntimeError) as info:
+        workflow.initialize()
+    error = find_user_error(info.value)
+    assert isinstance(error, WeightsError)
+    assert re.search(expected, str(error))
+
+
+def test_evaluation_names_its_metric_by_split(clean_run: Path, chest_dataset: Path, tmp_path: Path) -> None:
+    """The test-split evaluation logged "Got new best metric of val_mean_auc" (it was the test AUC)."""
+    root = tmp_path / "bundle"
+    shutil.copytree(clean_run, root)
+    configs = root / "configs"
+    settings = {**tiny_overrides(root, chest_dataset), "arch": "resnet18"}
+    workflow = ConfigWorkflow(config_file=[str(configs / "train.json"), str(configs / "evaluate.json")],
+                              meta_file=str(configs / "metadata.json"), workflow_type="eval", **settings)
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()
+    evaluator = workflow.parser.get_parsed_content("validate#evaluator")
+    assert evaluator.state.key_metric_name == "test_mean_auc"
+    assert list(evaluator.state.metrics) == ["test_mean_auc"]
