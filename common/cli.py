@@ -1,7 +1,8 @@
 """``python -m common <command>``: prepare datasets, generate embedded data, run the demo.
 
-Every command has ``--help``. A user error (bad data, bad config, missing weights) prints one readable
-line to stderr and exits with status 2; it is not shown as a traceback.
+Every command has ``--help``. A user error (bad data, bad config, missing weights, an output that cannot be
+written) prints one readable line to stderr, ``error: <message>``, and exits with status 2; its traceback is
+shown only with ``--debug`` (before the command) or ``MEDXFER_DEBUG=1``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from common.errors import MedxferError
+from common.errors import DEBUG_ENV, run_command
 
 __all__ = ["build_parser", "main"]
 
@@ -32,12 +33,11 @@ def _prepare_chestxray14(args: argparse.Namespace) -> None:
 
 def _prepare_chestmnist(args: argparse.Namespace) -> None:
     from common.data import CHESTXRAY14_FINDINGS, load_chestmnist_datalist, summarise_datalist
-    from common.io import atomic_write_json
 
     output = Path(args.output)
-    datalist = load_chestmnist_datalist(args.npz, output.parent)  # also writes output.parent/datalist.json
-    if output.resolve() != (output.parent / "datalist.json").resolve():
-        atomic_write_json(output, datalist)
+    # datalist.json (what the bundles read) and --output, if named otherwise, change together with images/.
+    names = list(dict.fromkeys(["datalist.json", output.name]))
+    datalist = load_chestmnist_datalist(args.npz, output.parent, datalist_names=names)
     sys.stdout.write(f"wrote {output} (images under {output.parent / 'images'})\n"
                      f"{summarise_datalist(datalist, CHESTXRAY14_FINDINGS)}\n")
 
@@ -130,6 +130,8 @@ def _probe_cutoff(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m common`` argument parser (sub-commands prepare-data, generate-data, demo, probe-cutoff)."""
     parser = argparse.ArgumentParser(prog="python -m common", description=__doc__.split("\n")[0])
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show the full traceback of a user error (or set {DEBUG_ENV}=1)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     prepare = commands.add_parser("prepare-data", help="turn a public dataset's native layout into a datalist JSON")
@@ -233,9 +235,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the command; returns the process exit status."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
+
+    def command() -> int:
         args.func(args)
-    except MedxferError as err:
-        sys.stderr.write(f"error: {err}\n")
-        return 2
-    return 0
+        return 0
+
+    return run_command(command, debug=args.debug)

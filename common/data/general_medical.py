@@ -40,11 +40,12 @@ from common.data.general_medical_sampling import (
     item_categories,
     sampling_report,
 )
-from common.data.general_medical_sources import SOURCE_SPLITS, SourceData, read_source
+from common.data.general_medical_sources import MEDMNIST_MARKER, SOURCE_SPLITS, SourceData, read_source
 from common.data.general_medical_spec import SourceSpec, parse_sources, read_sources
 from common.data.general_medical_synthetic import write_synthetic_chestmnist, write_synthetic_mammo_folder
 from common.errors import ConfigError, DataError
-from common.io import atomic_write_json, atomic_write_text
+from common.io import atomic_write_json, atomic_write_text, make_directory
+from common.staging import atomic_entries
 
 __all__ = ["GENERAL_TARGETS", "build_general_datalist", "read_class_names", "write_class_names",
            "sampling_weights", "make_general_medical_dataset"]  # fmt: skip
@@ -95,6 +96,25 @@ def _merge(data: Sequence[SourceData], output_dir: Path, target: str) -> dict[st
     return merged
 
 
+def _check_medmnist_folders(specs: Sequence[SourceSpec], out: Path) -> None:
+    """A medmnist source replaces ``out/<name>/``: only ever a folder written for one (it holds the marker)."""
+    for spec in specs:
+        folder = out / spec.name
+        if spec.kind == "medmnist" and folder.exists() and not (folder / MEDMNIST_MARKER).is_file():
+            raise DataError(f"source {spec.name!r}: {folder} exists and was not written for a medmnist source; "
+                            "refusing to replace it (rename the source or choose another output folder)")  # fmt: skip
+
+
+def _moved(data: SourceData, staging: Path, out: Path) -> SourceData:
+    """``data`` with the image paths its reader wrote under ``staging`` pointing to where they will be, ``out``."""
+    base = str(staging) + os.sep
+    for items in data.splits.values():
+        for item in items:
+            if item["image"].startswith(base):
+                item["image"] = str(out / item["image"][len(base):])
+    return data
+
+
 def _source_summary(source: SourceData) -> dict[str, Any]:
     spec = source.spec
     return {"name": spec.name, "kind": spec.kind, "path": str(spec.path), "modality": spec.modality,
@@ -111,6 +131,9 @@ def build_general_datalist(
     target: str = "class",
 ) -> dict[str, Any]:
     """Merge ``sources`` into one weighted multi-label datalist and write ``output_dir/datalist.json`` atomically.
+
+    ``datalist.json`` and the PNG folders of medmnist sources are replaced together
+    (:func:`common.staging.atomic_entries`): if a source fails, the previous build stays whole.
 
     Args:
         sources: source mappings (see :mod:`common.data.general_medical_spec`), or the path of a sources file
@@ -130,6 +153,7 @@ def build_general_datalist(
         ConfigError: bad arguments or sources, class names unknown where needed.
         DataError: missing files or folders, unreadable data, wrong label widths, a source without items
             (the message names the source and the file).
+        OutputError: ``output_dir`` cannot be written (nothing in it changed).
 
     Example:
         >>> datalist = build_general_datalist("sources.yaml", "/data/general_medical")  # doctest: +SKIP
@@ -141,19 +165,23 @@ def build_general_datalist(
     absent = [spec for spec in specs if not spec.path.exists()]
     if absent:  # checked up front, before any source writes files
         raise DataError(f"source {absent[0].name!r}: {absent[0].kind} path not found: {absent[0].path}")
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    data = [read_source(spec, out, val_fraction, seed) for spec in specs]
-    datalist = _merge(data, out, target)
-    if not datalist["validation"]:
-        raise DataError(f"no source has a validation item; raise val_fraction (now {val_fraction}) or add images")
-    for split in SOURCE_SPLITS:
-        for item, weight in zip(datalist[split], balanced_weights(datalist[split]), strict=True):
-            item["weight"] = weight
-    datalist |= {"target": target, "val_fraction": val_fraction, "seed": seed,
-                 "sources": [_source_summary(source) for source in data],
-                 "sampling": sampling_report(datalist["training"])}  # fmt: skip
-    atomic_write_json(out / "datalist.json", datalist)
+    out = make_directory(output_dir)
+    _check_medmnist_folders(specs, out)
+    # The PNG folders of medmnist sources and datalist.json change together: a failing source, or a crash,
+    # never leaves new PNGs under an old datalist (same file names, other images).
+    with atomic_entries(out) as staging:
+        data = [_moved(read_source(spec, staging, val_fraction, seed), staging, out) for spec in specs]
+        datalist = _merge(data, out, target)
+        if not datalist["validation"]:
+            raise DataError(f"no source has a validation item; raise val_fraction (now {val_fraction}) or add "
+                            "images")  # fmt: skip
+        for split in SOURCE_SPLITS:
+            for item, weight in zip(datalist[split], balanced_weights(datalist[split]), strict=True):
+                item["weight"] = weight
+        datalist |= {"target": target, "val_fraction": val_fraction, "seed": seed,
+                     "sources": [_source_summary(source) for source in data],
+                     "sampling": sampling_report(datalist["training"])}  # fmt: skip
+        atomic_write_json(staging / "datalist.json", datalist)
     logger.info("general medical datalist %s: %d classes, %d training / %d validation items from %d sources; "
                 "training draws:\n%s", out / "datalist.json", len(datalist["class_names"]), len(datalist["training"]),
                 len(datalist["validation"]), len(data), format_sampling_table(datalist["sampling"]))  # fmt: skip

@@ -5,8 +5,9 @@ Commands:
     report <DIR>                     rebuild the leaderboard from DIR/results.csv
     list                             the shipped grid files
 
-A user error (bad grid, missing data or weights) prints one line and exits with status 2; failed cells
-exit with status 1 after the others have run.
+A user error (bad grid, missing data or weights, an output that cannot be written) prints one line,
+``error: <message>``, and exits with status 2 (the traceback with ``--debug`` or ``MEDXFER_DEBUG=1``); failed
+cells exit with status 1 after the others have run.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from common.errors import MedxferError
+from common.errors import DEBUG_ENV, run_command
 
 __all__ = ["GRIDS_DIR", "build_parser", "main"]
 
@@ -29,6 +30,8 @@ GRIDS_DIR = Path(__file__).resolve().parents[2] / "configs" / "grids"
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (every command has ``--help``)."""
     parser = argparse.ArgumentParser(prog="python -m common.experiments", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show the full traceback of a user error (or set {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run or resume a grid", description=(
         "Expand the grid, run each unfinished cell through its bundle's train and evaluate configs, and write "
@@ -92,15 +95,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
+
+    def command() -> int:
         if args.command == "list":
             for file in sorted(GRIDS_DIR.glob("*.yaml")):
                 sys.stdout.write(f"{file}\n")
             return 0
         return _run(args) if args.command == "run" else _report(args)
-    except MedxferError as err:
-        sys.stderr.write(f"error: {err}\n")
-        return 2
+
+    return run_command(command, debug=args.debug)
 
 
 if __name__ == "__main__":

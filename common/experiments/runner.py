@@ -12,7 +12,9 @@ Output folder layout::
 A cell runs in ``cells/<id>.partial`` and is renamed to ``cells/<id>`` only after its ``result.json``
 is written, so a killed or crashed cell leaves a ``.partial`` folder that the next run replaces, and a
 finished cell is never run or touched again. ``result.json`` records a fingerprint of the cell's settings:
-resuming with a changed grid (e.g. other epochs) stops with an error instead of mixing results.
+resuming with a changed grid (e.g. other epochs) stops with an error instead of mixing results. A finished
+cell whose ``result.json`` cannot be read (a damaged disk, a hand edit) counts as unfinished: its folder is
+moved aside to ``cells/<id>.corrupt-<time>`` (never deleted), with a warning naming it, and run again.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from common.bundle_runner import copy_bundle, run_bundle
-from common.errors import ConfigError
+from common.errors import ConfigError, OutputError, find_user_error, user_message
 from common.experiments.bundles import BundleInfo
 from common.experiments.cells import Cell, PretrainCell, expand, fingerprint, pretrain_cells
 from common.experiments.data import data_location, prepare_data
@@ -38,7 +40,7 @@ from common.experiments.grid import Grid
 from common.experiments.progress import CellProgress
 from common.experiments.stats import REQUIRED_COLUMNS
 from common.experiments.tracking import mlflow_settings
-from common.io import atomic_write_json, atomic_write_text
+from common.io import atomic_write_json, atomic_write_text, make_directory, recover_directory
 
 __all__ = ["RESULT_COLUMNS", "GridRun", "read_results", "run_grid"]
 
@@ -60,9 +62,46 @@ class GridRun:
     leaderboard: Path | None = None
 
 
-def _result(folder: Path) -> dict[str, Any] | None:
+#: Keys every result.json holds; a cell's also ``metric`` and a numeric ``value``.
+_RESULT_KEYS = ("fingerprint", "seconds")
+
+
+def _read_result(folder: Path, is_cell: bool) -> dict[str, Any] | None:
+    """``folder/result.json`` (None if absent).
+
+    Raises:
+        ValueError: it is not a JSON object with the keys a finished run writes (the message says why).
+    """
     file = folder / "result.json"
-    return json.loads(file.read_text()) if file.is_file() else None
+    if not file.is_file():
+        return None
+    try:
+        result = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"unreadable ({err})") from err
+    keys = (*_RESULT_KEYS, "metric", "value") if is_cell else _RESULT_KEYS
+    missing = [key for key in keys if not isinstance(result, dict) or key not in result]
+    if missing:
+        raise ValueError(f"no {', '.join(missing)}")
+    if is_cell and (isinstance(result["value"], bool) or not isinstance(result["value"], int | float)):
+        raise ValueError(f"value {result['value']!r} is not a number")
+    return result
+
+
+def _set_aside(folder: Path, reason: str) -> Path:
+    """Move a finished run's folder with a damaged result.json to ``<folder>.corrupt-<time>``: kept, re-run."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = folder.with_name(f"{folder.name}.corrupt-{stamp}")
+    count = 1
+    while aside.exists():
+        count += 1
+        aside = folder.with_name(f"{folder.name}.corrupt-{stamp}-{count}")
+    try:
+        folder.replace(aside)
+    except OSError as err:
+        raise OutputError("move aside (corrupt result.json)", folder, err) from err
+    logger.warning("%s/result.json is corrupt (%s): moved the run to %s; it is run again", folder, reason, aside)
+    return aside
 
 
 def _cell_settings(cell: Cell, data: tuple[Path, Path], pretrained: str, grid: Grid) -> dict[str, Any]:
@@ -125,12 +164,15 @@ def _execute(
         if evaluate:
             track = {"tracking": tracking(f"{final.name}-eval")} if tracking else {}
             run_bundle(partial, configs + ["evaluate.json"], "eval", **{**settings, **track})
-            metrics = json.loads((partial / "eval" / "metrics.json").read_text())
+            metrics = json.loads((recover_directory(partial / "eval") / "metrics.json").read_text())
             if bundle.metric not in metrics or metrics[bundle.metric] is None:
                 raise ConfigError(f"{partial}/eval/metrics.json has no value for {bundle.metric!r}")
             result["metric"], result["value"] = bundle.metric, float(metrics[bundle.metric])
     except BaseException:
-        (partial / "error.txt").write_text(traceback.format_exc())
+        try:
+            (partial / "error.txt").write_text(traceback.format_exc())
+        except OSError as err:  # a full disk must not hide the run's own error
+            logger.error("cannot write %s/error.txt: %s", partial, err)
         raise
     result.update(seconds=round(time.perf_counter() - started, 2), fingerprint=fp)
     atomic_write_json(partial / "result.json", result)
@@ -223,11 +265,18 @@ def run_grid(
         planned.append((out / "cells" / c.id, settings, fp))
     fingerprints = [(folder, fp) for folder, _, fp in planned]
     fingerprints += [(folder, stage2_fp[pid]) for pid, (folder, _) in stage2.items()]
-    results = {folder: _result(folder) for folder, _ in fingerprints}  # read once; updated as runs finish
+    results: dict[Path, dict[str, Any] | None] = {}  # read once; updated as runs finish
+    corrupt: dict[Path, str] = {}
+    for folder, _ in fingerprints:
+        try:
+            results[folder] = _read_result(folder, is_cell=folder.parent.name == "cells")
+        except ValueError as err:
+            results[folder], corrupt[folder] = None, str(err)
     _check_resumable(out, fingerprints, results)
     if dry_run:
         for folder, _ in fingerprints:
-            logger.info("%-80s %s", folder.relative_to(out), "done" if results[folder] else "to run")
+            state = "done" if results[folder] else ("corrupt result.json: to re-run" if folder in corrupt else "to run")
+            logger.info("%-80s %s", folder.relative_to(out), state)
         return summary
     tracking = None
     if grid.tracking == "mlflow":
@@ -236,7 +285,9 @@ def run_grid(
         def tracking(run_name: str) -> dict[str, Any]:
             return mlflow_settings(out / "mlruns", grid.name, run_name)
 
-    out.mkdir(parents=True, exist_ok=True)
+    make_directory(out)
+    for folder, reason in corrupt.items():
+        _set_aside(folder, reason)
     if grid.source is not None:
         atomic_write_text(out / "grid.yaml", grid.source.read_text())
     for task in grid.tasks:
@@ -260,7 +311,7 @@ def run_grid(
                                            False, tracking)
                 return
             except Exception as err:  # noqa: BLE001 - reported through every cell that needs it
-                failed_stage2[pcell.id] = f"{err} (traceback in {folder}.partial/error.txt)"
+                failed_stage2[pcell.id] = f"{user_message(err)} (traceback in {folder}.partial/error.txt)"
         raise RuntimeError(f"its stage-2 run {folder} failed: {failed_stage2[pcell.id]}")
 
     done = sum(results[folder] is not None for folder, _, _ in planned)
@@ -282,9 +333,12 @@ def run_grid(
                 progress.finish(cell.id, result["seconds"], result["value"])
                 summary.ran += 1
             except Exception as err:  # noqa: BLE001 - one failing cell must not lose the others
-                logger.error("cell %s failed: %s (the failing run's .partial folder keeps error.txt)", cell.id, err)
+                if isinstance(find_user_error(err), OutputError):
+                    raise  # a full or read-only disk fails every cell: stop and say so
+                logger.error("cell %s failed: %s (the failing run's .partial folder keeps error.txt)", cell.id,
+                             user_message(err))  # fmt: skip
                 progress.finish(cell.id, time.perf_counter() - started, None)
-                summary.failed.append((cell.id, str(err)))
+                summary.failed.append((cell.id, user_message(err)))
                 if fail_fast:
                     break
             _write_results(out, cells, results)

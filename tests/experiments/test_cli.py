@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import errno
+import os
+import re
 from pathlib import Path
 
 import pytest
@@ -53,3 +56,41 @@ def test_report_rebuilds_the_leaderboard_from_results(tmp_path: Path, capsys: py
     assert main(["report", str(tmp_path), "--title", "Mine"]) == 0
     text = (tmp_path / "leaderboard.md").read_text()
     assert text.startswith("# Mine") and "| 1 | resnet18 | imagenet | none | lp_ft | 3 |" in text
+
+
+def test_an_output_below_a_regular_file_is_one_line_and_status_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "hostname").write_text("a regular file")
+    output = tmp_path / "hostname" / "run"
+    assert main(["run", str(GRIDS_DIR / "c_strategies_embedded.yaml"), "--output", str(output)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: cannot create folder {output}: {tmp_path / 'hostname'} is a file, not a folder\n"
+    assert (tmp_path / "hostname").read_text() == "a regular file"
+
+
+@pytest.mark.parametrize(
+    "patched, code",
+    [("replace", errno.EROFS), ("fsync", errno.ENOSPC)],
+    ids=["read-only", "no-space-left"],
+)
+def test_report_on_a_read_only_or_full_disk_is_one_line_and_status_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, patched: str, code: int
+) -> None:
+    import common.io
+
+    columns = ["cell", "bundle", "arch", "stage1", "stage2", "strategy", "seed", "metric", "value", "seconds",
+               "eval_dir"]
+    with (tmp_path / "results.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        writer.writerow(["ft0", "chest", "resnet18", "imagenet", "none", "ft", 0, "mean_auc", 0.7, 10, ""])
+
+    def fail(*args: object) -> None:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(common.io.os, patched, fail)
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(rf"error: cannot write {tmp_path}/leaderboard\.\w+: {os.strerror(code)}\n", err), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.csv"]

@@ -210,3 +210,50 @@ def test_failing_stage2_is_tried_once_and_fails_its_cells(tmp_path: Path, monkey
     assert attempts == ["resnet18__none.partial"]
     assert len(summary.failed) == 2 and all("stage-2 run" in e and "disk full" in e for _, e in summary.failed)
     assert "simulated disk full" in (tmp_path / "run" / "pretrain" / "resnet18__none.partial" / "error.txt").read_text()
+
+
+@pytest.fixture
+def fake_cells(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Cells "run" without training: each writes a result.json at once (the names of the cells run are listed)."""
+    ran: list[str] = []
+
+    def execute(bundle: Any, final: Path, overlay: Any, settings: Any, fp: str, evaluate: bool,
+                tracking: Any) -> dict[str, Any]:  # fmt: skip
+        ran.append(final.name)
+        result = {"val_metric": 0.5, "transfer": "", "metric": "mean_auc", "value": 0.75, "seconds": 1.0,
+                  "fingerprint": fp}  # fmt: skip
+        final.mkdir(parents=True)
+        (final / "result.json").write_text(json.dumps(result))
+        return result
+
+    monkeypatch.setattr(runner_module, "_execute", execute)
+    monkeypatch.setattr(runner_module, "prepare_data", lambda spec, root: None)
+    return ran
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["{\"metric\": \"mean_auc\", \"val", "[1, 2]", "{\"fingerprint\": \"x\", \"seconds\": 1}", "\udcff"],
+    ids=["truncated", "not-an-object", "no-metric", "not-utf8"],
+)
+def test_a_corrupt_result_json_is_set_aside_and_its_cell_run_again(
+    tmp_path: Path, fake_cells: list[str], caplog: pytest.LogCaptureFixture, damage: str
+) -> None:
+    grid = load_grid(tiny_grid(tmp_path, seeds=[0, 1], strategies=["ft"]))
+    out = tmp_path / "run"
+    assert run_grid(grid, out).ran == 2
+    damaged, kept = sorted((out / "cells").iterdir())
+    (damaged / "result.json").write_bytes(damage.encode("utf-8", "surrogateescape"))
+    (damaged / "models").mkdir()
+    (damaged / "models" / "model.pt").write_text("the damaged run's checkpoint")
+    fake_cells.clear()
+    assert run_grid(load_grid(tmp_path / "tiny.yaml"), out, dry_run=True).ran == 0
+    assert not list((out / "cells").glob("*.corrupt-*"))  # a dry run moves nothing
+    with caplog.at_level("WARNING", logger=runner_module.__name__):
+        summary = run_grid(grid, out)
+    assert summary.ran == 1 and summary.skipped == 1 and fake_cells == [damaged.name]
+    aside = list((out / "cells").glob(f"{damaged.name}.corrupt-*"))
+    assert len(aside) == 1 and (aside[0] / "models" / "model.pt").read_text() == "the damaged run's checkpoint"
+    assert f"{damaged}/result.json is corrupt" in caplog.text and str(aside[0]) in caplog.text
+    assert json.loads((damaged / "result.json").read_text())["value"] == 0.75 and (kept / "result.json").is_file()
+    assert len(_rows(out)) == 2
