@@ -10,7 +10,8 @@ Output folder layout::
     leaderboard.md, leaderboard.csv, leaderboard.png, roc_best.png
 
 A cell runs in ``cells/<id>.partial`` and is renamed to ``cells/<id>`` only after its ``result.json``
-is written, so a killed or crashed cell leaves a ``.partial`` folder that the next run replaces, and a
+is written, so a killed or crashed cell leaves a ``.partial`` folder that the next run continues (the bundle
+resumes training from its last epoch checkpoint when the cell's settings are unchanged), and a
 finished cell is never run or touched again. ``result.json`` records a fingerprint of the cell's settings:
 resuming with a changed grid (e.g. other epochs) stops with an error instead of mixing results. A finished
 cell whose ``result.json`` cannot be read (a damaged disk, a hand edit) counts as unfinished: its folder is
@@ -152,8 +153,13 @@ def _execute(
     """Run ``bundle`` in ``final``'s ``.partial`` twin, then rename it to ``final``; return its result."""
     partial = final.with_name(final.name + ".partial")
     if partial.exists():
-        logger.info("re-running %s: removing the unfinished attempt %s", final.name, partial)
-        shutil.rmtree(partial)
+        # The bundle's own resume (models/checkpoint.pt, resume "auto") continues the killed training when its
+        # settings fingerprint still matches, and moves it aside when not; only the attempt's outputs go.
+        logger.info("re-running %s in the unfinished attempt %s (training resumes from its last epoch)",
+                    final.name, partial)
+        for stale in ("eval", "error.txt"):
+            target = partial / stale
+            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
     copy_bundle(bundle.path, partial, overlay)
     configs = ["train.json"] + (["finetune.json"] if overlay is not None else [])
     started = time.perf_counter()
@@ -175,6 +181,9 @@ def _execute(
             logger.error("cannot write %s/error.txt: %s", partial, err)
         raise
     result.update(seconds=round(time.perf_counter() - started, 2), fingerprint=fp)
+    # A finished cell never trains again: its resumable state (optimizer moments included, about 3x the model)
+    # is dropped; models/model.pt and its card stay.
+    (partial / "models" / "checkpoint.pt").unlink(missing_ok=True)
     atomic_write_json(partial / "result.json", result)
     if final.exists():  # an unfinished folder without result.json (never a finished one: checked by the caller)
         shutil.rmtree(final)

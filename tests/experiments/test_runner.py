@@ -257,3 +257,39 @@ def test_a_corrupt_result_json_is_set_aside_and_its_cell_run_again(
     assert f"{damaged}/result.json is corrupt" in caplog.text and str(aside[0]) in caplog.text
     assert json.loads((damaged / "result.json").read_text())["value"] == 0.75 and (kept / "result.json").is_file()
     assert len(_rows(out)) == 2
+
+
+def test_a_cell_killed_mid_training_resumes_from_its_last_epoch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rerun continues the killed cell's training in its .partial folder instead of starting it again."""
+    from common.engines.resume import TrainingCheckpoint
+
+    grid = load_grid(tiny_grid(tmp_path, seeds=[0], strategies=["ft"]))
+    real_save, real_load = TrainingCheckpoint.save, TrainingCheckpoint._load
+
+    def save_then_die(self: TrainingCheckpoint, engine: Any) -> None:
+        real_save(self, engine)
+        if engine.state.epoch == 1:
+            raise RuntimeError("simulated kill after epoch 1")
+
+    monkeypatch.setattr(TrainingCheckpoint, "save", save_then_die)
+    out = tmp_path / "run"
+    summary = run_grid(grid, out, num_workers=0)
+    assert len(summary.failed) == 1
+    partial = out / "cells" / f"{summary.failed[0][0]}.partial"
+    assert (partial / "models" / "checkpoint.pt").is_file()
+    resumed: list[int] = []
+
+    def recording_load(self: TrainingCheckpoint, engine: Any, state: dict[str, Any]) -> None:
+        resumed.append(int(state["trainer"]["epoch"]))
+        real_load(self, engine, state)
+
+    monkeypatch.setattr(TrainingCheckpoint, "save", real_save)
+    monkeypatch.setattr(TrainingCheckpoint, "_load", recording_load)
+    summary = run_grid(grid, out, num_workers=0)
+    assert summary.failed == [] and summary.ran == 1
+    assert resumed == [1]
+    final = out / "cells" / partial.name.removesuffix(".partial")
+    assert (final / "models" / "model.pt").is_file() and (final / "models" / "model.json").is_file()
+    assert not (final / "models" / "checkpoint.pt").exists()  # a finished cell keeps no resumable state
