@@ -8,7 +8,7 @@ from pathlib import Path
 from common.errors import ConfigError
 from common.experiments.cells import fingerprint
 from common.experiments.grid import DataSpec
-from common.io import atomic_directory
+from common.io import atomic_directory, recover_directory
 
 __all__ = ["EMBEDDED_LAYOUTS", "data_location", "prepare_data"]
 
@@ -46,6 +46,8 @@ def prepare_data(spec: DataSpec, data_root: Path) -> tuple[Path, Path]:
     so an interrupted generation leaves nothing half-written; a finished one is reused by later runs.
     """
     folder, datalist = data_location(spec, data_root)
+    if spec.embedded is not None:
+        recover_directory(folder)  # a generation killed between the swap's two renames
     if spec.embedded is not None and not datalist.is_file():
         logger.info("generating the embedded %s dataset in %s", spec.embedded, folder)
         with atomic_directory(folder) as tmp:

@@ -18,7 +18,7 @@ from numpy.typing import ArrayLike
 from sklearn.metrics import roc_curve
 
 from common.errors import DataError
-from common.io import atomic_directory, atomic_write_json, atomic_write_text
+from common.io import atomic_directory, atomic_write_json, atomic_write_text, recover_directory
 from common.metrics.formatting import NA as _NA
 from common.metrics.formatting import fmt as _fmt
 from common.metrics.formatting import new_figure as _new_figure
@@ -163,6 +163,7 @@ def load_predictions(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, l
     Example:
         >>> y_true, y_prob, names = load_predictions("eval/predictions.npz")  # doctest: +SKIP
     """
+    recover_directory(Path(path).parent)  # an evaluation killed while swapping its eval/ folder in
     try:
         with np.load(path, allow_pickle=False) as data:
             y_true, y_prob = np.asarray(data["y_true"], dtype=float), np.asarray(data["y_prob"], dtype=float)

@@ -140,3 +140,27 @@ def test_report_rejects_arrays_not_matching_metrics(tmp_path: Path, metrics: dic
     with pytest.raises(DataError, match=r"shape \(6, 3\); found \(5, 3\)"):
         write_classification_report(metrics, tmp_path / "eval", Y_TRUE[:5], Y_PROB[:5])
     assert not (tmp_path / "eval").exists()
+
+
+def test_predictions_are_read_after_an_interrupted_eval_swap(tmp_path) -> None:
+    """A crash between atomic_directory's two renames left no eval/ (it sat in a .old folder): readers restore it."""
+    import os
+
+    import numpy as np
+
+    from common.io import atomic_directory
+    from common.metrics.report import load_predictions, save_predictions
+
+    eval_dir = tmp_path / "eval"
+    y = np.array([[0.0, 1.0], [1.0, 0.0]])
+    with atomic_directory(eval_dir) as tmp:
+        save_predictions(tmp / "predictions.npz", y, y * 0.5, ["a", "b"])
+    # the state a SIGKILL between "eval -> .eval.<pid>.old/eval" and ".tmp -> eval" leaves, by an ended process
+    from common.io import _HOST
+
+    old = tmp_path / f".eval.{_HOST}-999999999-abcdef.old"
+    old.mkdir()
+    os.replace(eval_dir, old / "eval")
+    assert not eval_dir.exists()
+    y_true, _, names = load_predictions(eval_dir / "predictions.npz")
+    assert names == ["a", "b"] and y_true.shape == (2, 2)
