@@ -53,3 +53,25 @@ def test_every_rule_is_used_by_some_bundle() -> None:
             raw = json.loads((BUNDLES / name / "configs" / config).read_text())
             used |= set(raw.get("settings", {})) | {k.split("#", 1)[1] for k in raw if k.startswith("settings#")}
     assert set(RULES) - used == set()
+
+
+@pytest.mark.parametrize(("flag", "expected"), [
+    (["--batch_size", "abc"], "error: setting batch_size='abc' (str) is not valid: expected an integer >= 1"),
+], ids=["batch_size"])  # the in-process checks of every kind are in test_resume.py
+def test_monai_bundle_run_refuses_a_bad_setting_in_one_line(tmp_path, flag: list[str], expected: str) -> None:
+    """What a user typing the README's train command with a bad value sees: one line, status 2, no traceback."""
+    import os
+    import subprocess
+    import sys
+
+    configs = BUNDLES / "chest_xray_classification" / "configs"
+    env = {k: v for k, v in os.environ.items() if k != "MEDXFER_DEBUG"}
+    result = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file", str(configs / "train.json"),
+                             "--meta_file", str(configs / "metadata.json"), "--bundle_root", str(tmp_path),
+                             "--dataset_dir", str(tmp_path), *flag], capture_output=True, text=True, env=env,
+                            timeout=300)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert lines == [expected + " (override it with --" + flag[0][2:] + " VALUE)"]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "models").exists()
