@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from common.data.bcss_codes import (
     BCSS_DEFAULT_CLASS_MAP,
@@ -30,6 +30,7 @@ from common.data.bcss_codes import (
     load_bcss_codes,
     read_gtruth_codes,
 )
+from common.data.image_files import check_image_files
 from common.data.masks import mask_value_counts
 from common.data.splits import (
     check_nonempty_splits,
@@ -100,9 +101,16 @@ def _paired_names(root: Path) -> tuple[Path, list[str]]:
     return image_dir, sorted(images)
 
 
+def _open(path: Path, what: str) -> Image.Image:
+    try:
+        return Image.open(path)
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise DataError(f"BCSS: cannot read {what} {path} ({path.stat().st_size} bytes): {err}") from err
+
+
 def _check_sizes(image: Path, mask: Path) -> None:
     """Compare sizes from the PNG headers (PIL opens lazily: no pixels are decoded)."""
-    with Image.open(image) as rgb, Image.open(mask) as codes:
+    with _open(image, "image") as rgb, _open(mask, "mask") as codes:
         if rgb.size != codes.size:
             raise DataError(f"BCSS: image {image} is {rgb.size[0]}x{rgb.size[1]} but mask {mask} is "
                             f"{codes.size[0]}x{codes.size[1]} (width x height); they must match")  # fmt: skip
@@ -159,8 +167,8 @@ def load_bcss_datalist(
         val_fraction: fraction of patients for validation.
         test_fraction: fraction of patients for test.
         seed: seed of the patient-wise split.
-        check_images: also read every mask and reject codes missing from the code table. Image / mask sizes
-            are always compared (from the PNG headers).
+        check_images: also check that no image or mask file is empty or truncated, read every mask and reject
+            codes missing from the code table. Image / mask sizes are always compared (from the PNG headers).
 
     Returns:
         ``{"training": [...], "validation": [...], "test": [...]}``; items are ``{"image":
@@ -169,8 +177,9 @@ def load_bcss_datalist(
 
     Raises:
         ConfigError: bad fractions.
-        DataError: missing folders, unpaired names, a name without a TCGA barcode, an image / mask size
-            mismatch, a bad codes file, unknown mask codes, or an empty split.
+        DataError: missing folders, unpaired names, a name without a TCGA barcode, an unreadable, empty or
+            truncated image or mask, an image / mask size mismatch, a bad codes file, unknown mask codes, or an
+            empty split.
 
     Example:
         >>> datalist = load_bcss_datalist("/data/BCSS", val_fraction=0.15, test_fraction=0.2)  # doctest: +SKIP
@@ -178,6 +187,9 @@ def load_bcss_datalist(
     fractions, root = _fractions(val_fraction, test_fraction), Path(dataset_dir)
     image_dir, names = _paired_names(root)
     patients = [bcss_patient_id(name) for name in names]
+    if check_images:
+        pairs = ((image_dir / name, root / MASK_FOLDER / name) for name in names)
+        check_image_files((path for pair in pairs for path in pair), f"BCSS {root}")
     for name in names:
         _check_sizes(image_dir / name, root / MASK_FOLDER / name)
     if check_images:

@@ -9,11 +9,16 @@ files named ``1-1.dcm``), so an image is found by its first path component (``Ma
 as an exact folder name under ``CBIS-DDSM/`` (or the dataset folder) and the single DICOM beneath it;
 cropped-image / ROI-mask folders (``..._1``) never match. Of several DICOMs in one folder, the one whose
 ``SeriesDescription`` (else series folder name) says "full mammogram images" is taken.
+
+The CSVs are read as UTF-8 (a byte-order mark is removed): TCIA ships them as plain ASCII, so a byte that is
+not UTF-8 means a damaged or re-encoded file and is reported with its line. Patient IDs are compared through
+:func:`common.data.splits.normalise_patient_id` (a purely numeric ID loses its leading zeros).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 import re
@@ -25,7 +30,15 @@ from typing import Any
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-from common.data.splits import check_nonempty_splits, check_patient_disjoint, group_by_split, patient_split
+from common.data.image_files import check_image_files
+from common.data.splits import (
+    check_nonempty_splits,
+    check_patient_disjoint,
+    group_by_split,
+    normalise_patient_id,
+    patient_split,
+)
+from common.data.text_files import UTF8, read_dataset_text
 from common.errors import DataError
 
 __all__ = [
@@ -113,9 +126,8 @@ def _parse_row(row: dict[str, str], where: str, default_type: str) -> CbisDdsmAb
             "expected a full-mammogram folder like Mass-Training_P_00001_LEFT_CC"
         )
     kind = values["abnormality type"].lower() or default_type
-    return CbisDdsmAbnormality(
-        where, values["patient id"], _SIDES[side], view, kind, pathology.upper(), folder, image_path
-    )
+    patient = normalise_patient_id(values["patient id"])
+    return CbisDdsmAbnormality(where, patient, _SIDES[side], view, kind, pathology.upper(), folder, image_path)
 
 
 def read_case_description(csv_path: str | os.PathLike) -> list[CbisDdsmAbnormality]:
@@ -132,27 +144,26 @@ def read_case_description(csv_path: str | os.PathLike) -> list[CbisDdsmAbnormali
         One record per data row, in file order.
 
     Raises:
-        DataError: missing file or column, a row with too few fields, an empty patient id or image path,
-            an unknown side, view or pathology (naming the file, the row and the valid values).
+        DataError: missing file or column, bytes that are not UTF-8, a row with too few fields, an empty patient
+            id or image path, an unknown side, view or pathology (naming the file, the row and the valid values).
     """
     path = Path(csv_path)
     if not path.is_file():
         raise DataError(f"CBIS-DDSM case-description CSV not found: {path}")
     default_type = "calcification" if path.name.lower().startswith("calc") else "mass"
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
-        header = [_normalise(name) for name in next(reader, [])]
-        missing = [name for name in _REQUIRED if name not in header]
-        if missing:
-            raise DataError(f"{path}, line 1: missing column(s) {missing}; header has {header}")
-        records = []
-        for number, row in enumerate(reader, start=1):
-            where = f"{path}, row {number} (line {reader.line_num})"
-            if not any(field.strip() for field in row):
-                continue
-            if len(row) < len(header):
-                raise DataError(f"{where}: {len(row)} fields, expected {len(header)} like the header")
-            records.append(_parse_row(dict(zip(header, row, strict=False)), where, default_type))
+    reader = csv.reader(io.StringIO(read_dataset_text(path, UTF8), newline=""))
+    header = [_normalise(name) for name in next(reader, [])]
+    missing = [name for name in _REQUIRED if name not in header]
+    if missing:
+        raise DataError(f"{path}, line 1: missing column(s) {missing}; header has {header}")
+    records = []
+    for number, row in enumerate(reader, start=1):
+        where = f"{path}, row {number} (line {reader.line_num})"
+        if not any(field.strip() for field in row):
+            continue
+        if len(row) < len(header):
+            raise DataError(f"{where}: {len(row)} fields, expected {len(header)} like the header")
+        records.append(_parse_row(dict(zip(header, row, strict=False)), where, default_type))
     return records
 
 
@@ -285,7 +296,8 @@ def load_cbis_ddsm_datalist(
         dataset_dir: folder holding the CSVs and the ``CBIS-DDSM/`` DICOM tree.
         val_fraction: fraction of training patients for validation.
         seed: seed of the validation draw.
-        check_images: require every image's DICOM; when False, unresolved images keep the CSV path.
+        check_images: require every image's DICOM, neither empty nor truncated (header and declared pixel
+            data length checked, pixels not decoded); when False, unresolved images keep the CSV path.
 
     Returns:
         ``{"training": [...], "validation": [...], "test": [...]}``; items are ``{"image":
@@ -294,7 +306,7 @@ def load_cbis_ddsm_datalist(
 
     Raises:
         DataError: no CSV, a malformed row, an unknown pathology, a patient in both official splits,
-            an empty split, or (``check_images``) a missing DICOM.
+            an empty split, or (``check_images``) a missing, empty or truncated DICOM.
 
     Example:
         >>> datalist = load_cbis_ddsm_datalist("/data/cbis-ddsm", val_fraction=0.1)  # doctest: +SKIP
@@ -316,6 +328,9 @@ def load_cbis_ddsm_datalist(
         split: [_item(image, _resolve(root, image, index, check_images)) for image in images]
         for split, images in splits.items()
     }
+    if check_images:
+        files = (root / item["image"] for items in datalist.values() for item in items)
+        check_image_files(files, f"CBIS-DDSM {root}")
     check_patient_disjoint(datalist)
     hint = {"validation": f"raise val_fraction (now {val_fraction}) or add training patients"}
     check_nonempty_splits(datalist, hint | {"test": "add mass/calc_case_description_test_set.csv"})

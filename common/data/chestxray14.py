@@ -3,11 +3,17 @@
 Labels are multi-hot vectors of 14 floats in :data:`CHESTXRAY14_FINDINGS` order (the NIH order, also
 used by ChestMNIST); "No Finding" is all zeros. Image paths in a datalist are relative to the dataset
 folder, in POSIX form, so a datalist JSON moves with its data.
+
+The CSV and the split lists are read as UTF-8 (a byte-order mark is removed): the NIH release is plain ASCII,
+so a byte that is not UTF-8 means a damaged or re-encoded file and is reported with its line. Patient IDs are
+stored without leading zeros (``"00012"`` and ``"12"`` are one patient, see
+:func:`common.data.splits.normalise_patient_id`); a blank one is an error.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 import re
@@ -16,13 +22,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common.data.image_files import check_image_files
 from common.data.splits import (
     check_nonempty_splits,
     check_patient_disjoint,
     group_by_split,
+    normalise_patient_id,
     patient_split,
     summarise_datalist,  # lives in splits (it serves every adapter); re-exported as part of this adapter's API
 )
+from common.data.text_files import UTF8, read_dataset_text
 from common.errors import DataError
 
 __all__ = [
@@ -58,7 +67,7 @@ class ChestXray14Record:
     Attributes:
         image: image file name, e.g. ``00000001_000.png``.
         labels: 14 floats (0.0 / 1.0) in :data:`CHESTXRAY14_FINDINGS` order.
-        patient_id: the ``Patient ID`` column as written (e.g. ``"1"``).
+        patient_id: the ``Patient ID`` column without leading zeros (``"00001"`` -> ``"1"``).
         view: ``View Position`` (``PA`` or ``AP``).
         follow_up: ``Follow-up #`` as written, ``""`` if the column is absent.
         age: ``Patient Age`` as written, ``""`` if absent.
@@ -112,8 +121,9 @@ def read_data_entry(csv_path: str | os.PathLike) -> list[ChestXray14Record]:
         One record per data row, in file order.
 
     Raises:
-        DataError: if the file is missing or empty, a required column is missing, a row has too few
-            fields, an image name repeats or a finding name is unknown (with file and line number).
+        DataError: if the file is missing, empty or not UTF-8, a required column is missing, a row has too
+            few fields, an image name repeats, a patient ID is blank or a finding name is unknown (with file
+            and line number).
 
     Example:
         >>> records = read_data_entry("/data/nih/Data_Entry_2017.csv")  # doctest: +SKIP
@@ -123,31 +133,34 @@ def read_data_entry(csv_path: str | os.PathLike) -> list[ChestXray14Record]:
     path = Path(csv_path)
     if not path.is_file():
         raise DataError(f"ChestX-ray14 label file not found: {path}")
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None:
-            raise DataError(f"{path} is empty; expected a header starting with 'Image Index,Finding Labels'")
-        cols = _column_indices(header, path)
-        n_fields = len(header) - (1 if header[-1].strip() == "" else 0)
-        image_col, label_col, pid_col, view_col = (cols[name] for name in _REQUIRED_COLUMNS)
-        extra_cols = [cols.get(name) for name in _OPTIONAL_COLUMNS]
-        cache: dict[str, tuple[float, ...]] = {}
-        first_line: dict[str, int] = {}
-        records: list[ChestXray14Record] = []
-        for row in reader:
-            if not row:
-                continue
-            line = reader.line_num
-            if len(row) < n_fields:
-                raise DataError(f"{path}, line {line}: {len(row)} fields, expected {n_fields} like the header: {row}")
-            image = row[image_col].strip()
-            if image in first_line:
-                raise DataError(f"{path}, line {line}: duplicate image {image!r} (first on line {first_line[image]})")
-            first_line[image] = line
-            labels = _parse_findings(row[label_col], f"{path}, line {line}", cache)
-            extras = ["" if col is None else row[col].strip() for col in extra_cols]
-            records.append(ChestXray14Record(image, labels, row[pid_col].strip(), row[view_col].strip(), *extras))
+    reader = csv.reader(io.StringIO(read_dataset_text(path, UTF8), newline=""))
+    header = next(reader, None)
+    if header is None:
+        raise DataError(f"{path} is empty; expected a header starting with 'Image Index,Finding Labels'")
+    cols = _column_indices(header, path)
+    n_fields = len(header) - (1 if header[-1].strip() == "" else 0)
+    image_col, label_col, pid_col, view_col = (cols[name] for name in _REQUIRED_COLUMNS)
+    extra_cols = [cols.get(name) for name in _OPTIONAL_COLUMNS]
+    cache: dict[str, tuple[float, ...]] = {}
+    first_line: dict[str, int] = {}
+    records: list[ChestXray14Record] = []
+    for row in reader:
+        if not row:
+            continue
+        line = reader.line_num
+        if len(row) < n_fields:
+            raise DataError(f"{path}, line {line}: {len(row)} fields, expected {n_fields} like the header: {row}")
+        image = row[image_col].strip()
+        if image in first_line:
+            raise DataError(f"{path}, line {line}: duplicate image {image!r} (first on line {first_line[image]})")
+        first_line[image] = line
+        patient = row[pid_col].strip()
+        if not patient:
+            raise DataError(f"{path}, line {line}: blank 'Patient ID' for image {image!r}; expected the patient "
+                            "number, e.g. 1 (images of one patient must stay in one split)")  # fmt: skip
+        labels = _parse_findings(row[label_col], f"{path}, line {line}", cache)
+        extras = ["" if col is None else row[col].strip() for col in extra_cols]
+        records.append(ChestXray14Record(image, labels, normalise_patient_id(patient), row[view_col].strip(), *extras))
     return records
 
 
@@ -204,13 +217,12 @@ def read_image_list(list_path: str | os.PathLike) -> list[str]:
         The image names in file order.
 
     Raises:
-        DataError: if the file cannot be read.
+        DataError: if the file is missing, unreadable or not UTF-8 (naming the line).
     """
     path = Path(list_path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as err:
-        raise DataError(f"cannot read split list {path}: {err}") from err
+    if not path.is_file():
+        raise DataError(f"cannot read split list {path}: file not found")
+    lines = read_dataset_text(path, UTF8).splitlines()
     return [line.strip() for line in lines if line.strip()]
 
 
@@ -237,7 +249,7 @@ def _official_split(root: Path, records: Sequence[ChestXray14Record]) -> list[st
 
 
 def _resolve_paths(root: Path, records: Sequence[ChestXray14Record], check_images: bool) -> dict[str, str]:
-    """Relative path of every record's image; missing images raise when ``check_images``."""
+    """Relative path of every record's image; missing, empty or truncated images raise when ``check_images``."""
     on_disk = find_images(root)
     missing = [record.image for record in records if record.image not in on_disk]
     if missing and check_images:
@@ -245,6 +257,8 @@ def _resolve_paths(root: Path, records: Sequence[ChestXray14Record], check_image
             f"{len(missing)} of {len(records)} images are missing under {root} (looked in images/ and "
             f"images_NNN[/images]/), e.g. {missing[:5]}; pass check_images=False to skip this check"
         )
+    if check_images:
+        check_image_files((root / on_disk[record.image] for record in records), f"ChestX-ray14 {root}")
     return {record.image: on_disk.get(record.image, f"images/{record.image}") for record in records}
 
 
@@ -266,7 +280,7 @@ def load_chestxray14_datalist(
         dataset_dir: folder holding ``Data_Entry_2017.csv`` (or the v2020 file) and the images.
         val_fraction: fraction of train_val patients for validation.
         seed: seed of the patient-wise draws.
-        check_images: verify that every image exists on disk.
+        check_images: verify that every image exists on disk and is neither empty nor truncated.
         test_fraction: fraction of patients for test when there are no official lists.
 
     Returns:
@@ -275,7 +289,7 @@ def load_chestxray14_datalist(
 
     Raises:
         DataError: on a missing CSV, bad rows or lists, a patient in two splits, an empty split or
-            (``check_images``) missing images.
+            (``check_images``) missing, empty or truncated images.
 
     Example:
         >>> datalist = load_chestxray14_datalist("/data/nih", val_fraction=0.1)  # doctest: +SKIP

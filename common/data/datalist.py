@@ -1,18 +1,98 @@
-"""Read a MONAI datalist JSON (or a folder of images) into the item lists a bundle's dataset takes."""
+"""Read a MONAI datalist JSON (or a folder of images) into the item lists a bundle's dataset takes.
+
+Everything a datalist says is checked before training starts, with errors naming the datalist, the split, the
+item's index, the key, the value found and what was expected:
+
+* the file is a JSON object whose split is a non-empty list of objects;
+* every path key (``image``; ``label`` too for segmentation, whose labels are mask files) holds a non-empty
+  string, and the file it names stays inside the dataset folder once resolved (``../``, absolute paths and
+  symlinks included; see :mod:`common.data.containment`) unless ``allow_outside_dataset_dir`` is set;
+* with ``num_classes`` (classification), a present ``label`` is a list of exactly ``num_classes`` values, each
+  0, 1, ``true`` / ``false``, or ``null`` / ``NaN`` for an unknown finding (``MaskedBCEWithLogitsLoss`` skips
+  it); single-label binary tasks (mammography) use one value, ``[1.0]``, not a bare ``1``;
+* with ``check_images``, every file exists and is neither empty nor truncated (:mod:`common.data.image_files`).
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from common.data.containment import DatasetDirGuard
+from common.data.image_files import check_image_files
 from common.errors import DataError
 
 __all__ = ["load_datalist", "load_inputs", "list_images", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".png", ".dcm", ".dicom", ".jpg", ".jpeg")
+_ITEM_EXAMPLE = '{"image": "images/00000001_000.png", "label": [0, 1, ...]}'
+
+
+def _kind(value: Any) -> str:
+    return "NaN" if isinstance(value, float) and math.isnan(value) else type(value).__name__
+
+
+def _read_split(file: Path, key: str) -> list[Any]:
+    try:
+        content = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"{file}: not valid JSON ({err})") from err
+    if not isinstance(content, dict):
+        raise DataError(f"{file}: top level is a {_kind(content)}; expected an object of splits "
+                        '{"training": [...], "validation": [...], "test": [...]}')  # fmt: skip
+    if key not in content:
+        raise DataError(f"{file}: split {key!r} missing; found {sorted(content)}")
+    items = content[key]
+    if not isinstance(items, list):
+        raise DataError(f"{file}: split {key!r} is a {_kind(items)} ({str(items)[:80]!r}); expected a non-empty "
+                        f"list of items like {_ITEM_EXAMPLE}")  # fmt: skip
+    if not items:
+        raise DataError(f"{file}: split {key!r} is empty; expected a non-empty list of items")
+    return items
+
+
+def _check_path_value(where: str, name: str, item: dict[str, Any]) -> str:
+    if name not in item:
+        raise DataError(f"{where} has no {name!r} entry; expected a file path relative to the dataset folder; "
+                        f"found keys {sorted(item)}")  # fmt: skip
+    value = item[name]
+    if not isinstance(value, str) or not value.strip():
+        raise DataError(f"{where} {name!r} is {value!r} ({_kind(value)}); expected a non-empty file path (string) "
+                        "relative to the dataset folder")  # fmt: skip
+    return value
+
+
+_BINARY = frozenset((0, 1))  # 0.0, 1.0, False and True compare (and hash) equal to these
+
+
+def _check_label(where: str, label: Any, num_classes: int) -> None:
+    try:
+        if isinstance(label, list) and len(label) == num_classes and set(label) <= _BINARY:
+            return  # the common case, without a Python-level loop over the values
+    except TypeError:  # an unhashable value: reported below
+        pass
+    example = "[1.0]" if num_classes == 1 else "[1.0, 0.0, null, ...]"
+    expected = f"a list of {num_classes} value(s), each 0, 1 or null (unknown), e.g. {example}"
+    if not isinstance(label, list):
+        raise DataError(f"{where} 'label' is {label!r} ({_kind(label)}); expected {expected}")
+    if len(label) != num_classes:
+        raise DataError(f"{where} has {len(label)} label values, want {num_classes}: {label!r}; expected {expected}")
+    for position, value in enumerate(label):
+        unknown = value is None or (isinstance(value, float) and math.isnan(value))
+        if not unknown and (not isinstance(value, int | float) or value not in (0, 1)):
+            raise DataError(f"{where} 'label'[{position}] is {value!r} ({_kind(value)}); expected 0, 1 or null "
+                            "(unknown) in every position")  # fmt: skip
+
+
+def _outside_message(where: str, name: str, value: str, resolved: str, base: Path, root: str) -> str:
+    shown = f"{base}" if os.path.realpath(base) == str(base) else f"{base} (= {root})"
+    return (f"{where} {name!r} path {value!r} resolves to {resolved}, outside the dataset folder {shown}; move the "
+            "file into it, or pass allow_outside_dataset_dir=True (bundle config: \"allow_outside_dataset_dir\": "
+            "true) if the datalist is trusted")
 
 
 def load_datalist(
@@ -22,6 +102,8 @@ def load_datalist(
     num_classes: int | None = None,
     check_images: bool = True,
     path_keys: Sequence[str] = ("image",),
+    *,
+    allow_outside_dataset_dir: bool = False,
 ) -> list[dict[str, Any]]:
     """Load split ``key`` of a datalist JSON with image paths made absolute against ``base_dir``.
 
@@ -30,13 +112,19 @@ def load_datalist(
         key: the split to return.
         base_dir: folder the relative image paths start from (the bundle's ``dataset_dir``);
             defaults to the datalist's folder.
-        num_classes: when given, every item's ``label`` must have this many values.
-        check_images: verify that every file named under ``path_keys`` exists before training starts.
+        num_classes: when given, every item's ``label`` (if present) must be a list of this many values,
+            each 0, 1 or null/NaN (unknown).
+        check_images: verify that every file named under ``path_keys`` exists and is neither empty nor
+            truncated before training starts.
         path_keys: item keys holding file paths relative to ``base_dir`` (``["image", "label"]`` for
-            segmentation, whose labels are mask files).
+            segmentation, whose labels are mask files); each must be present in every item.
+        allow_outside_dataset_dir: accept paths that resolve outside ``base_dir`` (``../``, absolute paths,
+            symlinks leading out). Off by default: a datalist should not open files elsewhere on the machine.
 
     Raises:
-        DataError: missing or unreadable file, missing or empty split, bad label length, missing images.
+        DataError: missing or unreadable file, missing, empty or non-list split, an item that is not an object,
+            a path key missing or not a string, a path outside ``base_dir``, a label of the wrong type, length
+            or value, missing, empty or truncated images. Messages name the datalist, split, index and key.
 
     Example:
         >>> load_datalist("data/datalist.json", "training", "data", num_classes=14)  # doctest: +SKIP
@@ -47,29 +135,31 @@ def load_datalist(
             f"datalist not found: {file}; create it with `python -m common prepare-data DATASET --dataset-dir DIR "
             f"--output {file}` (DATASET: chestxray14, chestmnist, cbis-ddsm, inbreast or bcss)"
         )
-    try:
-        content = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(f"{file}: not valid JSON ({err})") from err
-    if not isinstance(content, dict) or key not in content:
-        found = sorted(content) if isinstance(content, dict) else type(content).__name__
-        raise DataError(f"{file}: split {key!r} missing; found {found}")
-    items = content[key]
-    if not isinstance(items, list) or not items:
-        raise DataError(f"{file}: split {key!r} is empty; expected a non-empty list of items")
+    items = _read_split(file, key)
     base = Path(base_dir) if base_dir is not None else file.parent
+    guard = None if allow_outside_dataset_dir else DatasetDirGuard(base)
+    keys = list(dict.fromkeys(["image", *path_keys]))
     out = []
     for index, item in enumerate(items):
-        if not isinstance(item, dict) or "image" not in item:
-            raise DataError(f"{file}: {key}[{index}] has no 'image' entry: {item!r}")
-        if num_classes is not None and "label" in item and len(item["label"]) != num_classes:
-            found = len(item["label"])
-            raise DataError(f"{file}: {key}[{index}] ({item['image']}) has {found} label values, want {num_classes}")
-        out.append({**item, **{k: str(base / item[k]) for k in path_keys if isinstance(item.get(k), str)}})
+        where = f"{file}: {key}[{index}]"
+        if not isinstance(item, dict):
+            raise DataError(f"{where} is {item!r} ({_kind(item)}); expected an object like {_ITEM_EXAMPLE}")
+        where = f"{where} ({_check_path_value(where, 'image', item)})"
+        paths = {name: _check_path_value(where, name, item) for name in keys}
+        if num_classes is not None and "label" in item and "label" not in paths:
+            _check_label(where, item["label"], num_classes)
+        absolute = {name: str(base / value) for name, value in paths.items()}
+        for name, path in absolute.items():
+            resolved = guard.outside(path) if guard is not None else None
+            if resolved is not None:
+                raise DataError(_outside_message(where, name, paths[name], resolved, base, guard.root))
+        out.append({**item, **absolute})
     if check_images:
-        missing = [it[k] for it in out for k in path_keys if isinstance(it.get(k), str) and not os.path.isfile(it[k])]
+        files = [it[name] for it in out for name in keys]
+        missing = [path for path in files if not os.path.isfile(path)]
         if missing:
             raise DataError(f"{file}: {len(missing)} image(s) of split {key!r} not found, e.g. {missing[:3]}")
+        check_image_files(files, f"{file}, split {key!r}")
     return out
 
 
@@ -88,12 +178,20 @@ def list_images(input_dir: str | os.PathLike) -> list[dict[str, str]]:
     return [{"image": str(p)} for p in files]
 
 
-def load_inputs(input_dir: str | os.PathLike, datalist: str | os.PathLike = "", key: str = "test") -> list[dict]:
+def load_inputs(
+    input_dir: str | os.PathLike,
+    datalist: str | os.PathLike = "",
+    key: str = "test",
+    *,
+    allow_outside_dataset_dir: bool = False,
+) -> list[dict]:
     """Inference inputs: split ``key`` of ``datalist`` when one is given, else every image in ``input_dir``.
 
-    Datalist image paths are taken relative to ``input_dir`` (the dataset folder) and need no labels; only
-    each item's ``image`` is returned (labels, possibly unknown, are not inference inputs and would not batch).
+    Datalist image paths are taken relative to ``input_dir`` (the dataset folder), must stay inside it unless
+    ``allow_outside_dataset_dir`` (see :func:`load_datalist`), and need no labels; only each item's ``image`` is
+    returned (labels, possibly unknown, are not inference inputs and would not batch).
     """
     if datalist:
-        return [{"image": item["image"]} for item in load_datalist(datalist, key, base_dir=input_dir)]
+        items = load_datalist(datalist, key, base_dir=input_dir, allow_outside_dataset_dir=allow_outside_dataset_dir)
+        return [{"image": item["image"]} for item in items]
     return list_images(input_dir)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from common.data.chestmnist import _check_arrays, write_medmnist_split
+from common.data.containment import DatasetDirGuard
 from common.data.datalist import IMAGE_SUFFIXES
 from common.data.general_medical_masks import mask_presence
 from common.data.general_medical_spec import KNOWN_CLASS_SETS, SourceSpec
@@ -81,7 +82,21 @@ def _read_json_datalist(spec: SourceSpec) -> dict[str, Any]:
     return content
 
 
-def _read_datalist(spec: SourceSpec) -> SourceData:
+def _check_contained(spec: SourceSpec, base: Path, rows: list[tuple[str, int, Any]]) -> None:
+    """Refuse image / mask paths that resolve outside the source's folder (``../``, absolute, symlinks out)."""
+    guard = DatasetDirGuard(base)
+    for split, i, item in rows:
+        for key in ("image", "label"):
+            value = item[key]
+            resolved = guard.outside(base / value) if isinstance(value, str) else None
+            if resolved is not None:
+                raise DataError(f"source {spec.name!r}: {spec.path}, {split}[{i}] {key!r} path {value!r} resolves to "
+                                f"{resolved}, outside the source's folder {base}; set the source's base_dir to a "
+                                "folder holding all its files, or pass allow_outside_dataset_dir=True to read_source "
+                                "if the datalist is trusted")  # fmt: skip
+
+
+def _read_datalist(spec: SourceSpec, allow_outside_dataset_dir: bool = False) -> SourceData:
     content = _read_json_datalist(spec)
     base = spec.base_dir if spec.base_dir is not None else spec.path.parent
     splits = {split: content.get(split) or [] for split in SOURCE_SPLITS}
@@ -91,6 +106,8 @@ def _read_datalist(spec: SourceSpec) -> SourceData:
     for split, i, item in rows:
         if not isinstance(item, dict) or not isinstance(item.get("image"), str) or "label" not in item:
             raise DataError(f"source {spec.name!r}: {spec.path}, {split}[{i}] needs 'image' and 'label': {item!r}")
+    if not allow_outside_dataset_dir:
+        _check_contained(spec, base, rows)
     images = [base / item["image"] for _, _, item in rows]
     missing = [str(p) for p in images if not p.is_file()]
     if missing:
@@ -207,7 +224,9 @@ def _draw_validation(data: SourceData, val_fraction: float, seed: int) -> None:
     data.validation_drawn = True
 
 
-def read_source(spec: SourceSpec, output_dir: Path, val_fraction: float, seed: int) -> SourceData:
+def read_source(
+    spec: SourceSpec, output_dir: Path, val_fraction: float, seed: int, *, allow_outside_dataset_dir: bool = False
+) -> SourceData:
     """Read ``spec`` into training / validation items; draw validation (seeded) when the source has none.
 
     Args:
@@ -216,13 +235,17 @@ def read_source(spec: SourceSpec, output_dir: Path, val_fraction: float, seed: i
         val_fraction: fraction of the source's training images (or patients) drawn as validation when it has
             no validation split of its own.
         seed: seed of that draw.
+        allow_outside_dataset_dir: accept a ``datalist`` source whose image or mask paths resolve outside its
+            folder (``base_dir``, else the datalist's folder); refused by default, as in
+            :func:`common.data.datalist.load_datalist`.
 
     Raises:
         ConfigError: class names unknown where they are needed.
-        DataError: missing or unreadable files, wrong label widths or values, no training item.
+        DataError: missing or unreadable files, paths outside a datalist source's folder, wrong label widths or
+            values, no training item.
     """
-    reader = {"datalist": lambda: _read_datalist(spec), "medmnist": lambda: _read_medmnist(spec, output_dir),
-              "folder": lambda: _read_folder(spec)}[spec.kind]  # fmt: skip
+    reader = {"datalist": lambda: _read_datalist(spec, allow_outside_dataset_dir),
+              "medmnist": lambda: _read_medmnist(spec, output_dir), "folder": lambda: _read_folder(spec)}[spec.kind]
     data = reader()
     if not data.splits.get("validation"):
         _draw_validation(data, val_fraction, seed)

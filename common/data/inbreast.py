@@ -3,7 +3,9 @@
 DICOM files are named ``<file number>_<patient hash>_MG_<L|R>_<CC|ML|MLO>_ANON.dcm``. CSV rows join to
 files by the ``File Name`` column (the number prefix). The CSV's ``Patient ID`` is blank or "removed" in
 the release, so images are grouped per patient by the hash in the file name. The CSV is ``;``-separated
-in the original release; ``,`` is accepted too (the separator is detected from the header line).
+in the original release; ``,`` is accepted too (the separator is detected from the header line). It was
+exported from a spreadsheet, so it is read as UTF-8 (byte-order mark removed) or else Windows-1252 (cp1252,
+which agrees with Latin-1 on every printable character); bytes neither can decode are reported with their line.
 
 Label: malignant (``[1.0]``) when the image's ``Bi-Rads`` is at least ``malignant_from`` (default
 ``"4"``, i.e. 4a, 4b, 4c, 5 and 6), else benign (``[0.0]``). There is no official split: patients are
@@ -22,7 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common.data.image_files import check_image_files
 from common.data.splits import check_nonempty_splits, check_patient_disjoint, group_by_split, patient_split
+from common.data.text_files import UTF8_OR_CP1252, read_dataset_text
 from common.errors import ConfigError, DataError
 
 __all__ = [
@@ -135,11 +139,7 @@ def _delimiter(header: str, path: Path) -> str:
 def _read_text(path: Path) -> str:
     if not path.is_file():
         raise DataError(f"INbreast label file not found: {path}")
-    raw = path.read_bytes()
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")  # the release was exported from a spreadsheet
+    return read_dataset_text(path, UTF8_OR_CP1252)  # the release was exported from a spreadsheet
 
 
 def _parse_row(fields: dict[str, str], where: str) -> InbreastRow:
@@ -165,8 +165,8 @@ def read_inbreast_csv(csv_path: str | os.PathLike) -> list[InbreastRow]:
         One record per non-blank data row, in file order.
 
     Raises:
-        DataError: missing file or column, too few fields, a bad ``File Name``, an unknown ``Bi-Rads``
-            value or a repeated file number (naming the file and the row).
+        DataError: missing file or column, bytes neither UTF-8 nor cp1252 (naming the line), too few fields, a
+            bad ``File Name``, an unknown ``Bi-Rads`` value or a repeated file number (naming the file and the row).
 
     Example:
         >>> rows = read_inbreast_csv("/data/INbreast/INbreast.csv")  # doctest: +SKIP
@@ -238,6 +238,7 @@ def load_inbreast_datalist(
     test_fraction: float = 0.2,
     seed: int = 0,
     malignant_from: str = "4",
+    check_images: bool = True,
 ) -> dict[str, list[dict[str, Any]]]:
     """Build a patient-disjoint benign-vs-malignant datalist from a native INbreast folder.
 
@@ -247,6 +248,8 @@ def load_inbreast_datalist(
         test_fraction: fraction of patients for test.
         seed: seed of the patient-wise split.
         malignant_from: lowest BI-RADS counted malignant: ``"4"`` (= ``"4a"``), ``"4b"``, ``"5"``, ...
+        check_images: verify that every listed DICOM is neither empty nor truncated (header and declared pixel
+            data length; pixels are not decoded).
 
     Returns:
         ``{"training": [...], "validation": [...], "test": [...]}``; items are ``{"image":
@@ -255,7 +258,8 @@ def load_inbreast_datalist(
 
     Raises:
         ConfigError: bad fractions or ``malignant_from``.
-        DataError: missing CSV / folder, bad rows, a CSV row without its DICOM, or an empty split.
+        DataError: missing CSV / folder, bad rows, a CSV row without its DICOM, (``check_images``) an empty or
+            truncated DICOM, or an empty split.
 
     Example:
         >>> datalist = load_inbreast_datalist("/data/INbreast", malignant_from="4")  # doctest: +SKIP
@@ -265,6 +269,8 @@ def load_inbreast_datalist(
     rows = read_inbreast_csv(root / INBREAST_CSV)
     dicoms = find_inbreast_dicoms(root)
     images = [_join(row, dicoms, root / INBREAST_DICOM_FOLDER) for row in rows]
+    if check_images:
+        check_image_files((root / INBREAST_DICOM_FOLDER / image.file_name for image in images), f"INbreast {root}")
     unlisted = len(dicoms) - len(images)
     if unlisted:
         logger.warning("INbreast: %d DICOM(s) have no row in %s and are left out", unlisted, INBREAST_CSV)

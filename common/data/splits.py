@@ -2,11 +2,17 @@
 
 Images of one patient are strongly correlated, so every adapter splits by patient, never by image,
 and verifies the result: a patient found in two splits is an error to report, not to fix silently.
+
+Patient identifiers are compared through :func:`normalise_patient_id`: a purely numeric identifier loses its
+leading zeros and surrounding spaces (``"00012"``, ``" 12"`` and ``12`` are one patient), as happens when one
+file stores the number and another a zero-padded form (a spreadsheet export, an image name such as
+``00000012_000.png``). Other identifiers (``P_00012``, TCGA barcodes, hashes) are only stripped of spaces.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,12 +21,27 @@ import numpy as np
 from common.errors import ConfigError, DataError
 
 __all__ = [
+    "normalise_patient_id",
     "patient_split",
     "group_by_split",
     "check_patient_disjoint",
     "check_nonempty_splits",
     "summarise_datalist",
 ]
+
+
+_NUMERIC = re.compile(r"[0-9]+")
+
+
+def normalise_patient_id(patient_id: Any) -> str:
+    """The form under which patient identifiers are compared: numeric ones without leading zeros.
+
+    Example:
+        >>> normalise_patient_id("00012"), normalise_patient_id(12), normalise_patient_id(" P_00012 ")
+        ('12', '12', 'P_00012')
+    """
+    text = str(patient_id).strip()
+    return text.lstrip("0") or "0" if _NUMERIC.fullmatch(text) else text
 
 
 def _patient_counts(n_patients: int, fractions: Mapping[str, float]) -> dict[str, int]:
@@ -39,7 +60,9 @@ def patient_split(patient_ids: Sequence[str], fractions: Mapping[str, float], se
     """Assign each item to a named split so that all items of one patient land in the same split.
 
     Unique patients are sorted, shuffled with ``numpy.random.default_rng(seed)`` and cut in the order of
-    ``fractions``; the result depends only on the set of patients, the fractions and the seed.
+    ``fractions``; the result depends only on the set of patients, the fractions and the seed. Identifiers are
+    grouped by :func:`normalise_patient_id` (``"00012"`` and ``"12"`` are one patient); each patient is sorted
+    under the smallest form it is written in, so a dataset without such duplicates splits as it always did.
 
     Args:
         patient_ids: one patient identifier per item (repeats are expected).
@@ -64,16 +87,21 @@ def patient_split(patient_ids: Sequence[str], fractions: Mapping[str, float], se
     total = sum(fractions.values())
     if not math.isclose(total, 1.0, abs_tol=1e-6):
         raise ConfigError(f"split fractions must sum to 1, got {dict(fractions)} (sum {total:.6g})")
-    patients = sorted(set(patient_ids))
+    keys = [normalise_patient_id(pid) for pid in patient_ids]
+    written: dict[str, Any] = {}
+    for pid, key in zip(patient_ids, keys, strict=True):
+        if key not in written or str(pid) < str(written[key]):
+            written[key] = pid
+    patients = sorted(written.values())
     order = np.random.default_rng(seed).permutation(len(patients))
     counts = _patient_counts(len(patients), fractions)
     split_of: dict[str, str] = {}
     start = 0
     for name, count in counts.items():
         for index in order[start : start + count]:
-            split_of[patients[index]] = name
+            split_of[normalise_patient_id(patients[index])] = name
         start += count
-    return [split_of[pid] for pid in patient_ids]
+    return [split_of[key] for key in keys]
 
 
 def group_by_split(items: Sequence[Any], assignments: Sequence[str], names: Sequence[str]) -> dict[str, list[Any]]:
@@ -101,7 +129,7 @@ def group_by_split(items: Sequence[Any], assignments: Sequence[str], names: Sequ
 
 
 def check_patient_disjoint(datalist: Mapping[str, Sequence[Mapping[str, Any]]], key: str = "patient_id") -> None:
-    """Raise if any patient has items in more than one split.
+    """Raise if any patient has items in more than one split (identifiers compared by :func:`normalise_patient_id`).
 
     Args:
         datalist: split name -> list of item dicts, each holding ``key``.
@@ -110,22 +138,22 @@ def check_patient_disjoint(datalist: Mapping[str, Sequence[Mapping[str, Any]]], 
     Raises:
         DataError: naming the first shared patient, its two splits and how many patients are shared.
     """
-    first_split: dict[str, str] = {}
-    shared: dict[str, tuple[str, str]] = {}
+    first_seen: dict[str, tuple[str, str]] = {}
+    shared: dict[str, tuple[str, str, str, str]] = {}
     for split, items in datalist.items():
         for index, item in enumerate(items):
             if key not in item:
                 raise DataError(f"item {index} of split {split!r} has no {key!r} field: {dict(item)}")
-            pid = str(item[key])
-            seen = first_split.setdefault(pid, split)
-            if seen != split:
-                shared.setdefault(pid, (seen, split))
+            written = str(item[key])
+            seen_split, seen_written = first_seen.setdefault(normalise_patient_id(written), (split, written))
+            if seen_split != split:
+                shared.setdefault(normalise_patient_id(written), (seen_split, seen_written, split, written))
     if shared:
-        pid, (split_a, split_b) = next(iter(shared.items()))
-        n_shared = len(shared)
+        split_a, pid_a, split_b, pid_b = next(iter(shared.values()))
+        same = f"patient {pid_a!r}" if pid_a == pid_b else f"patient {pid_a!r} (written {pid_b!r} in {split_b!r})"
         raise DataError(
-            f"patient {pid!r} has images in both split {split_a!r} and split {split_b!r} "
-            f"({n_shared} patient(s) shared between splits); splits must be patient-disjoint to avoid leakage"
+            f"{same} has images in both split {split_a!r} and split {split_b!r} "
+            f"({len(shared)} patient(s) shared between splits); splits must be patient-disjoint to avoid leakage"
         )
 
 
@@ -166,7 +194,7 @@ def summarise_datalist(datalist: Mapping[str, Sequence[Mapping[str, Any]]], clas
     lines = [f"{'':<{width}}" + "".join(f"{split:>12}" for split in splits)]
     counts = {split: len(items) for split, items in datalist.items()}
     patients = {
-        split: len({str(item.get("patient_id", i)) for i, item in enumerate(items)})
+        split: len({normalise_patient_id(item.get("patient_id", f"item {i}")) for i, item in enumerate(items)})
         for split, items in datalist.items()
     }
     lines.append(f"{'images':<{width}}" + "".join(f"{counts[split]:>12d}" for split in splits))

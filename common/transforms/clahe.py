@@ -14,6 +14,18 @@ equalisation is then stronger than the same ``clip_limit`` gives at 8 bits. scik
 
 A constant channel (or, in ``"luminance"`` mode, a constant lightness) has no contrast to equalise and
 passes through unchanged; OpenCV would otherwise move it to the clip-limited histogram's mid-point.
+
+Every tile must span at least :data:`MIN_TILE_PIXELS` (2) pixels along each axis: an image of ``(H, W)`` takes
+at most ``(H // 2, W // 2)`` tiles, else :class:`~common.errors.DataError` names the file (a ``MetaTensor``'s
+``filename_or_obj``) and the minimum size. OpenCV itself never refuses: it pads the image by reflection up to a
+multiple of the grid, so a grid larger than the image "works". But a one-pixel tile's histogram holds one
+sample and its look-up table sends that pixel to the top of the range: an 8 x 8 ramp under 8 x 8 tiles comes
+back as one constant white, and scikit-image's camera photograph downsized to 8 x 8 keeps 4 grey levels.
+2 pixels per tile is the smallest size at which a tile's histogram holds more than one sample along each axis
+and the output keeps the image's gradations (the 16 x 16 ramp keeps 9 levels); it is a floor that catches a
+misconfiguration, not a quality bound: results stay coarse up to several pixels per tile, and real use (a
+1024-pixel radiograph under 8 x 8 tiles: 128 pixels per tile) is far above it. The usual cause is CLAHE placed
+after a downsizing resize, or a grid meant for full-size images applied to thumbnails.
 """
 
 from __future__ import annotations
@@ -31,12 +43,14 @@ from monai.utils import TransformBackends, convert_data_type, convert_to_dst_typ
 
 from common.errors import ConfigError, DataError
 
-__all__ = ["CLAHE", "CLAHEd", "CHANNEL_MODES", "BIT_DEPTHS"]
+__all__ = ["CLAHE", "CLAHEd", "CHANNEL_MODES", "BIT_DEPTHS", "MIN_TILE_PIXELS"]
 
 CHANNEL_MODES = ("per_channel", "luminance")
 BIT_DEPTHS = (8, 16)
 _INTEGER_DEPTHS = {np.dtype(np.uint8): 8, np.dtype(np.uint16): 16}
 _ACCEPTED_DTYPES = "uint8, uint16 or float in [0, 1]"
+#: Smallest tile side, in pixels, along each axis (see the module docstring for why).
+MIN_TILE_PIXELS = 2
 
 
 def _tile_pair(tile_grid_size: int | Sequence[int]) -> tuple[int, int]:
@@ -49,32 +63,53 @@ def _tile_pair(tile_grid_size: int | Sequence[int]) -> tuple[int, int]:
     return int(values[0]), int(values[1])
 
 
-def _check_image(image: np.ndarray) -> np.ndarray:
+def _source(img: Any, shape: tuple[int, ...]) -> str:
+    """The image's file (``filename_or_obj`` of a MetaTensor), else ``image of shape (...)``, to start messages."""
+    meta = getattr(img, "meta", None)
+    name = meta.get("filename_or_obj") if isinstance(meta, Mapping) else None
+    return str(name) if name else f"image of shape {shape}"
+
+
+def _check_image(image: np.ndarray, source: str) -> np.ndarray:
     """Return ``image`` as ``(C, H, W)``; raise ``DataError`` for shapes, dtypes and values CLAHE cannot take."""
     if image.ndim not in (2, 3):
-        raise DataError(f"CLAHE expects a channel-first 2-D image (C, H, W) or (H, W), got shape {image.shape}")
+        raise DataError(f"{source}: CLAHE expects a channel-first 2-D image (C, H, W) or (H, W), got shape "
+                        f"{image.shape}")  # fmt: skip
     if image.size == 0:
-        raise DataError(f"CLAHE got an empty image of shape {image.shape}")
+        raise DataError(f"{source}: CLAHE got an empty image of shape {image.shape}")
     channels = image[None] if image.ndim == 2 else image
     if channels.shape[0] not in (1, 3):
         raise DataError(
-            f"CLAHE expects 1 (grey) or 3 (RGB) channels first, got shape {image.shape} "
+            f"{source}: CLAHE expects 1 (grey) or 3 (RGB) channels first, got shape {image.shape} "
             f"({channels.shape[0]} channels); move a channel-last axis with EnsureChannelFirst"
         )
     if channels.dtype in _INTEGER_DEPTHS:
         return channels
     if channels.dtype.kind != "f":
-        raise DataError(f"CLAHE cannot equalise dtype {channels.dtype}; accepted: {_ACCEPTED_DTYPES}")
+        raise DataError(f"{source}: CLAHE cannot equalise dtype {channels.dtype}; accepted: {_ACCEPTED_DTYPES}")
     if not np.isfinite(channels).all():
         bad = int((~np.isfinite(channels)).sum())
-        raise DataError(f"CLAHE got an image with NaN or infinite values ({bad} pixels)")
+        raise DataError(f"{source}: CLAHE got an image with NaN or infinite values ({bad} pixels)")
     low, high = float(channels.min()), float(channels.max())
     if low < 0.0 or high > 1.0:
         raise DataError(
-            f"CLAHE expects float images in [0, 1], got values in [{low:g}, {high:g}]; "
+            f"{source}: CLAHE expects float images in [0, 1], got values in [{low:g}, {high:g}]; "
             f"rescale first (e.g. ScaleIntensity) or pass {_ACCEPTED_DTYPES}"
         )
     return channels
+
+
+def _check_tiles(tiles: tuple[int, int], size: tuple[int, int], source: str) -> None:
+    """Raise unless every tile spans at least ``MIN_TILE_PIXELS`` pixels along each axis."""
+    needed = (tiles[0] * MIN_TILE_PIXELS, tiles[1] * MIN_TILE_PIXELS)
+    if size[0] >= needed[0] and size[1] >= needed[1]:
+        return
+    most = (size[0] // MIN_TILE_PIXELS, size[1] // MIN_TILE_PIXELS)
+    hint = f"use at most {most} tiles" if min(most) >= 1 else "no tile grid fits an image this small"
+    raise DataError(
+        f"{source}: image of {size} pixels (H, W) is too small for CLAHE tile_grid_size {tiles}: it needs at least "
+        f"{needed} pixels, {MIN_TILE_PIXELS} per tile along each axis; {hint}, or apply CLAHE before downsizing"
+    )
 
 
 class CLAHE(Transform):
@@ -83,8 +118,9 @@ class CLAHE(Transform):
     Args:
         clip_limit: contrast limit, > 0, in OpenCV's units (multiple of a tile's mean bin height; see the
             module docstring). 2-4 is usual; larger values approach plain adaptive equalisation.
-        tile_grid_size: number of tiles along (H, W), or one int for both; each >= 1 and at most the image
-            size (checked per image, ``DataError`` otherwise).
+        tile_grid_size: number of tiles along (H, W), or one int for both; each >= 1 and at most half the
+            image size, so every tile spans ``MIN_TILE_PIXELS`` (2) pixels or more (checked per image,
+            ``DataError`` naming the file otherwise).
         bit_depth: working depth (8 or 16) for float images; integer images use their own depth.
         channel_mode: ``"per_channel"`` equalises every channel on its own; ``"luminance"`` equalises the
             L channel of CIE LAB for 3-channel RGB and converts back (hue kept, out-of-gamut colours
@@ -93,7 +129,8 @@ class CLAHE(Transform):
     Raises:
         ConfigError: a parameter is out of range or unknown (the message lists the accepted values).
         DataError: at call time, for a wrong shape, empty image, unsupported dtype, NaN/inf, float values
-            outside [0, 1] or a tile grid larger than the image.
+            outside [0, 1] or an image smaller than 2 pixels per tile; the message starts with the image's file
+            (a ``MetaTensor``'s ``filename_or_obj``) or its shape.
 
     Example:
         >>> import numpy as np
@@ -133,14 +170,9 @@ class CLAHE(Transform):
     def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
         """Equalise ``img`` ((C, H, W) or (H, W)); returns the input's type, and dtype for uint8/uint16."""
         array = convert_data_type(img, np.ndarray)[0]
-        channels = _check_image(array)
-        rows, cols = self.tile_grid_size
-        height, width = channels.shape[1:]
-        if rows > height or cols > width:
-            raise DataError(
-                f"tile_grid_size {self.tile_grid_size} is larger than the image ({height}, {width}) (H, W); "
-                f"use at most ({height}, {width}) tiles"
-            )
+        source = _source(img, tuple(array.shape))
+        channels = _check_image(array, source)
+        _check_tiles(self.tile_grid_size, (int(channels.shape[1]), int(channels.shape[2])), source)
         integer = channels.dtype in _INTEGER_DEPTHS
         depth = _INTEGER_DEPTHS[channels.dtype] if integer else self.bit_depth
         if self.channel_mode == "luminance" and channels.shape[0] == 3:

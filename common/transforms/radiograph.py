@@ -61,7 +61,8 @@ def _dicom_pixels(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     try:
         stored = ds.pixel_array
     except AttributeError as err:
-        raise DataError(f"{path}: DICOM has no pixel data (PixelData element missing)") from err
+        raise DataError(f"{path}: DICOM has no pixel data (PixelData element missing; pydicom drops the element "
+                        "of a file cut off inside compressed pixel data: if so, re-download it)") from err
     except (NotImplementedError, RuntimeError) as err:
         name = getattr(syntax, "name", syntax)
         raise DataError(

@@ -278,3 +278,18 @@ def test_summary_shows_class_presence(tmp_path: Path) -> None:
     lines = summarise_bcss_datalist(datalist, tmp_path).splitlines()
     assert lines[1].split()[1:] == ["4", "2", "2"] and lines[3].startswith("tumor")
     assert lines[3].split()[1:].count("0.0%") == 2 and lines[4].split()[1:].count("100.0%") == 2
+
+
+@pytest.mark.parametrize("folder", ["rgbs_colorNormalized", "masks"], ids=["image", "mask"])
+@pytest.mark.parametrize("damage", ["empty", "truncated"])
+def test_empty_or_truncated_files_are_named(tmp_path: Path, folder: str, damage: str) -> None:
+    write_dataset(tmp_path)
+    path = tmp_path / folder / roi_name(PATIENTS[1], 1)
+    data = path.read_bytes()
+    path.write_bytes(b"" if damage == "empty" else data[: len(data) - 12])
+    why = "is empty" if damage == "empty" else "is a truncated PNG"
+    with pytest.raises(DataError, match=rf"BCSS .*: 1 image file\(s\) are empty, truncated .*: {path} {why}"):
+        load_bcss_datalist(tmp_path)
+    if damage == "empty":  # the header-only size check still names the file without check_images
+        with pytest.raises(DataError, match=rf"BCSS: cannot read {'image' if folder != 'masks' else 'mask'} {path}"):
+            load_bcss_datalist(tmp_path, check_images=False)

@@ -225,3 +225,47 @@ def test_seeded_validation_split(tmp_path: Path) -> None:
     assert load_cbis_ddsm_datalist(tmp_path, val_fraction=0.1, seed=3) == first
     assert load_cbis_ddsm_datalist(tmp_path, val_fraction=0.1, seed=4) != first
     assert {split: len(items) for split, items in first.items()} == {"training": 36, "validation": 4, "test": 2}
+
+
+# --- encodings, blank and zero-padded patient IDs, empty and truncated DICOMs ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "match"),
+    [((HEADER + "\n" + GOOD.format(pathology="BENIGN", path=FULL) + "\n").encode("utf-8-sig"), None),
+     ((HEADER + "\n" + GOOD.format(pathology="BENIGN", path=FULL).replace("OVAL", "OVAL\xe9")).encode("cp1252"),
+      r"mass_case_description_train_set\.csv, line 2: not valid UTF-8 \(line 2, byte 0xe9 at offset \d+\)"),
+     ((HEADER + "\n" + GOOD.format(pathology="BENIGN", path=FULL).replace("P_00001", "")).encode(),
+      r"train_set\.csv, row 1 \(line 2\): found an empty patient_id; expected a patient id such as P_00001")],
+    ids=["utf-8-bom", "not-utf-8", "blank-patient-id"],
+)
+def test_csv_bytes_and_blank_patient_ids(tmp_path: Path, raw: bytes, match: str | None) -> None:
+    path = tmp_path / "mass_case_description_train_set.csv"
+    path.write_bytes(raw)
+    if match is None:
+        assert [row.patient_id for row in read_case_description(path)] == ["P_00001"]
+        return
+    with pytest.raises(DataError, match=match):
+        read_case_description(path)
+
+
+def test_zero_padded_numeric_patient_ids_are_one_patient(tmp_path: Path) -> None:
+    """A re-exported CSV writing patient 12 as "00012" in one file and "12" in another must not hide the leak."""
+    rows = [*ROWS, ("mass", "train", "00012", "LEFT", "CC", "BENIGN"), ("calc", "test", "12", "LEFT", "MLO", "BENIGN")]
+    write_csvs(tmp_path, rows)
+    write_tree(tmp_path, rows)
+    with pytest.raises(DataError, match=r"patient 12 is in both a training CSV .* and a test CSV"):
+        load_cbis_ddsm_datalist(tmp_path, val_fraction=0.25)
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated"])
+def test_empty_or_truncated_dicoms_are_named(tmp_path: Path, damage: str) -> None:
+    write_csvs(tmp_path)
+    paths = write_tree(tmp_path)
+    dicom = tmp_path / paths[("P_00003", "R", "MLO")]
+    data = dicom.read_bytes()
+    dicom.write_bytes(b"" if damage == "empty" else data[:-40])
+    why = "is empty" if damage == "empty" else r"is truncated: Pixel Data declares 384 bytes from offset \d+ but"
+    with pytest.raises(DataError, match=rf"CBIS-DDSM .*: 1 image file\(s\) are .*: {dicom} {why}"):
+        load_cbis_ddsm_datalist(tmp_path, val_fraction=0.25)
+    assert load_cbis_ddsm_datalist(tmp_path, val_fraction=0.25, check_images=False)

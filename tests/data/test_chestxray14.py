@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from common.data.chestxray14 import (
     CHESTXRAY14_FINDINGS,
@@ -36,6 +39,15 @@ ROWS = [
 ]
 
 
+def _png_bytes() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+PNG = _png_bytes()  # a complete 8x8 grey PNG: check_images reads each file's head and tail
+
+
 def labels_of(text: str) -> list[float]:
     names = set() if text == "No Finding" else set(text.split("|"))
     return [float(name in names) for name in CHESTXRAY14_FINDINGS]
@@ -62,7 +74,7 @@ def write_dataset(
     write_csv(root, rows, variant)
     (root / folder).mkdir(parents=True, exist_ok=True)
     for image, *_ in rows:
-        (root / folder / image).write_bytes(b"")  # the adapter only checks that the file exists
+        (root / folder / image).write_bytes(PNG)
     if test_images is not None:
         (root / "test_list.txt").write_text("".join(f"{name}\n" for name in test_images))
         train_val = [row[0] for row in rows if row[0] not in test_images]
@@ -230,3 +242,57 @@ def test_summarise_datalist_on_adapter_output(tmp_path: Path) -> None:
     text = summarise_datalist(load_chestxray14_datalist(tmp_path, val_fraction=0.2), CHESTXRAY14_FINDINGS)
     assert text.splitlines()[0].split() == ["training", "validation", "test"]
     assert "Mass" in text and "Hernia" in text and "%" in text
+
+
+# --- encodings, blank and zero-padded patient IDs, empty and truncated images -----------------------------------
+
+
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"], ids=["utf-8", "utf-8-bom"])
+def test_utf8_with_or_without_bom_is_read(tmp_path: Path, bom: bytes) -> None:
+    path = write_csv(tmp_path, ROWS)
+    path.write_bytes(bom + path.read_bytes())
+    assert [r.image for r in read_data_entry(path)] == [row[0] for row in ROWS]
+
+
+@pytest.mark.parametrize("target", ["csv", "split-list"])
+def test_bytes_that_are_not_utf8_name_the_file_and_line(tmp_path: Path, target: str) -> None:
+    """The NIH files are ASCII: a Latin-1 byte (here 0xe9, "é") means a damaged or re-encoded file."""
+    write_dataset(tmp_path, test_images=["00000006_000.png"])
+    path, line = (tmp_path / "Data_Entry_2017.csv", 3) if target == "csv" else (tmp_path / "test_list.txt", 1)
+    lines = path.read_bytes().split(b"\n")
+    lines[line - 1] = lines[line - 1].replace(b".png", b"\xe9.png", 1)
+    path.write_bytes(b"\n".join(lines))
+    message = rf"{path.name}, line {line}: not valid UTF-8 \(line {line}, byte 0xe9 at offset \d+\)"
+    with pytest.raises(DataError, match=message):
+        load_chestxray14_datalist(tmp_path, val_fraction=0.25)
+
+
+def test_blank_patient_id_names_file_and_line(tmp_path: Path) -> None:
+    rows = [*ROWS[:3], ("00000009_000.png", "Mass", " ", "PA"), *ROWS[3:]]
+    write_dataset(tmp_path, rows=rows)  # type: ignore[arg-type]
+    with pytest.raises(DataError, match=r"Data_Entry_2017\.csv, line 5: blank 'Patient ID' for image '00000009_000"):
+        load_chestxray14_datalist(tmp_path)
+
+
+def test_zero_padded_patient_ids_are_one_patient(tmp_path: Path) -> None:
+    """Patient 12 written as 12, 00012 and 012: one patient, one split, one ID in the datalist."""
+    rows = many_patient_rows(20) + [(f"00000012_{f:03d}.png", "Mass", pid, "PA") for f, pid in  # type: ignore[misc]
+                                    ((5, "00012"), (6, "012"), (7, " 12"))]
+    write_dataset(tmp_path, rows=rows)  # type: ignore[arg-type]
+    for seed in range(6):
+        datalist = load_chestxray14_datalist(tmp_path, val_fraction=0.3, test_fraction=0.3, seed=seed)
+        twelve = [(split, item) for split, items in datalist.items() for item in items if "/00000012_" in item["image"]]
+        splits, ids = {split for split, _ in twelve}, {item["patient_id"] for _, item in twelve}
+        assert len(splits) == 1 and ids == {"12"}, (seed, splits, ids)
+        assert sum(len(items) for items in datalist.values()) == len(rows)
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated"])
+def test_empty_or_truncated_images_are_named(tmp_path: Path, damage: str) -> None:
+    write_dataset(tmp_path)
+    image = tmp_path / "images" / "00000004_000.png"
+    image.write_bytes(b"" if damage == "empty" else PNG[: len(PNG) - 20])
+    message = rf"1 image file\(s\) are empty, truncated.*: {image} is (empty|a truncated PNG)"
+    with pytest.raises(DataError, match=message):
+        load_chestxray14_datalist(tmp_path, val_fraction=0.25)
+    assert load_chestxray14_datalist(tmp_path, val_fraction=0.25, check_images=False)

@@ -23,6 +23,7 @@ from common.data import (
 from common.data.bcss_codes import BCSS_DEFAULT_CLASS_MAP, BCSS_GTRUTH_CODES, build_code_lookup
 from common.data.datalist import load_datalist
 from common.data.general_medical_synthetic import write_synthetic_chestmnist
+from common.errors import DataError
 from common.transforms import MultiLabel
 
 BUNDLE_INFERENCE = Path(__file__).resolve().parents[2] / "bundles" / "medical_general_pretraining" / "configs" / \
@@ -130,7 +131,11 @@ def test_paths_are_relative_to_the_output_and_load_back(built: tuple[dict[str, A
     datalist, out = built
     assert all(it["image"].startswith("../") for it in datalist["training"] if it["source"] != "chestmnist")
     assert all(it["image"].startswith("chestmnist/") for it in datalist["training"] if it["source"] == "chestmnist")
-    items = load_datalist(out / "datalist.json", "training", out, num_classes=len(datalist["class_names"]))
+    # The sources lie beside the output folder, not in it: the bundle must allow paths outside dataset_dir.
+    with pytest.raises(DataError, match=r"training\[0\] .* outside the dataset folder .*allow_outside_dataset_dir"):
+        load_datalist(out / "datalist.json", "training", out, num_classes=len(datalist["class_names"]))
+    items = load_datalist(out / "datalist.json", "training", out, num_classes=len(datalist["class_names"]),
+                          allow_outside_dataset_dir=True)
     label = MultiLabel(len(datalist["class_names"]))(items[0]["label"])
     assert torch.isnan(label[14:]).all() and not torch.isnan(label[:14]).any()
 

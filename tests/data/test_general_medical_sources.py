@@ -15,6 +15,8 @@ from PIL import Image
 
 from common.cli import main
 from common.data import build_general_datalist, read_class_names, read_sources, sampling_weights, write_class_names
+from common.data.general_medical_sources import read_source
+from common.data.general_medical_spec import parse_sources
 from common.errors import ConfigError, DataError
 from tests.data.test_general_medical import write_folder_source
 
@@ -168,3 +170,22 @@ def test_cli_writes_the_datalist_and_reports_errors_in_one_line(tmp_path: Path,
                             capture_output=True, text=True, check=False)  # fmt: skip
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert result.stderr.startswith("error: source 'd': folder path not found") and "nowhere" in result.stderr
+
+
+@pytest.mark.parametrize("key", ["image", "label"], ids=["image", "mask"])
+@pytest.mark.parametrize("how", ["parent", "absolute", "symlink"])
+def test_source_paths_outside_the_source_folder_are_refused(tmp_path: Path, key: str, how: str) -> None:
+    """A stage-2 source datalist is held to its folder like a bundle's datalist (load_datalist)."""
+    source = _segmentation_source(tmp_path / "src", [np.array([[0, 1], [1, 1]]), np.array([[2, 2], [0, 1]])])
+    outside = tmp_path / "outside.png"
+    Image.fromarray(np.ones((2, 2), np.uint8)).save(outside)
+    (tmp_path / "src" / "img" / "link.png").symlink_to(outside)
+    path = {"parent": "../outside.png", "absolute": str(outside), "symlink": "img/link.png"}[how]
+    content = json.loads((tmp_path / "src" / "datalist.json").read_text())
+    content["training"][0][key] = path
+    (tmp_path / "src" / "datalist.json").write_text(json.dumps(content))
+    message = rf"source 'seg': .*datalist.json, training\[0\] '{key}' path .* outside the source's folder .*base_dir"
+    with pytest.raises(DataError, match=message):
+        build_general_datalist([source], tmp_path / "out")
+    data = read_source(parse_sources([source])[0], tmp_path / "out", 0.5, 0, allow_outside_dataset_dir=True)
+    assert len(data.splits["training"]) == 1

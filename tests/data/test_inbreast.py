@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from common.data.inbreast import (
@@ -13,6 +15,7 @@ from common.data.inbreast import (
     read_inbreast_csv,
 )
 from common.data.splits import check_patient_disjoint
+from common.data.synthetic_mammo import write_mammogram_dicom
 from common.errors import ConfigError, DataError
 
 HEADER = ["Patient ID", "Patient age", "Laterality", "View", "Acquisition date", "File Name", "ACR", "Bi-Rads"]
@@ -24,6 +27,16 @@ ROWS = [
 ]
 
 
+def _dicom_bytes() -> bytes:
+    with tempfile.TemporaryDirectory() as folder:
+        path = write_mammogram_dicom(Path(folder) / "x.dcm", np.full((16, 12), 1000, np.uint16), "p", "R", "CC",
+                                     "full mammogram images", ("1.2.3", "1.2.3.4", "1.2.3.5"))  # fmt: skip
+        return path.read_bytes()
+
+
+DICOM = _dicom_bytes()  # a complete 16x12 mammogram: check_images reads each file's header
+
+
 def file_name(number: int, patient: str, side: str, view: str) -> str:
     return f"{number}_{patient}_MG_{side}_{view}_ANON.dcm"
 
@@ -31,7 +44,7 @@ def file_name(number: int, patient: str, side: str, view: str) -> str:
 def write_dataset(root: Path, rows: list[tuple] = ROWS, sep: str = ";", lines: list[str] | None = None) -> Path:
     (root / "AllDICOMs").mkdir(parents=True, exist_ok=True)
     for number, patient, side, view, *_ in rows:
-        (root / "AllDICOMs" / file_name(number, patient, side, view)).write_bytes(b"")  # only names are read
+        (root / "AllDICOMs" / file_name(number, patient, side, view)).write_bytes(DICOM)
     body = [sep.join(["removed", "", side, csv_view, "201001", str(number), "2", birads])
             for number, _, side, _, csv_view, birads in rows]  # fmt: skip
     (root / "INbreast.csv").write_text("\n".join([sep.join(HEADER), *body, *(lines or [])]) + "\n")
@@ -160,3 +173,38 @@ def test_seeded_split_is_deterministic(tmp_path: Path) -> None:
     patients = {split: len({item["patient_id"] for item in items}) for split, items in first.items()}
     assert patients == {"training": 26, "validation": 6, "test": 8}  # 0.65 / 0.15 / 0.2 of 40 patients
     check_patient_disjoint(first)
+
+
+# --- encodings, empty and truncated DICOMs ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "cp1252"])
+def test_spreadsheet_encodings_are_read(tmp_path: Path, encoding: str) -> None:
+    """The release was exported from a spreadsheet: a Portuguese "Observações" column may be UTF-8 or cp1252."""
+    write_dataset(tmp_path)
+    lines = (tmp_path / "INbreast.csv").read_text().splitlines()
+    lines = [lines[0] + ";Observações"] + [line + ";lesão" for line in lines[1:]]
+    (tmp_path / "INbreast.csv").write_bytes(("\n".join(lines) + "\n").encode(encoding))
+    assert len(read_inbreast_csv(tmp_path / "INbreast.csv")) == len(ROWS)
+
+
+def test_bytes_neither_utf8_nor_cp1252_name_the_line(tmp_path: Path) -> None:
+    """0x81 is undefined in cp1252 (Latin-1 would have taken it silently as a control character)."""
+    write_dataset(tmp_path)
+    raw = (tmp_path / "INbreast.csv").read_bytes().split(b"\n")
+    raw[3] = raw[3].replace(b"removed", b"remo\x81ved")
+    (tmp_path / "INbreast.csv").write_bytes(b"\n".join(raw))
+    with pytest.raises(DataError, match=r"INbreast\.csv, line 4: not valid UTF-8 \(line 4, byte 0x81 at offset \d+\) "
+                                        r"nor cp1252 \(Windows-1252\) \(line 4, byte 0x81"):
+        load_inbreast_datalist(tmp_path)
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated"])
+def test_empty_or_truncated_dicoms_are_named(tmp_path: Path, damage: str) -> None:
+    write_dataset(tmp_path)
+    dicom = tmp_path / "AllDICOMs" / file_name(*ROWS[5][:4])
+    dicom.write_bytes(b"" if damage == "empty" else DICOM[:-10])
+    why = "is empty" if damage == "empty" else "is truncated: Pixel Data declares 384 bytes"
+    with pytest.raises(DataError, match=rf"INbreast .*: 1 image file\(s\) are .*: {dicom} {why}"):
+        load_inbreast_datalist(tmp_path, 0.25, 0.25)
+    assert load_inbreast_datalist(tmp_path, 0.25, 0.25, check_images=False)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from common.data.splits import (
+    _patient_counts,
     check_nonempty_splits,
     check_patient_disjoint,
     group_by_split,
+    normalise_patient_id,
     patient_split,
     summarise_datalist,
 )
@@ -94,3 +97,52 @@ def test_summarise_datalist_reports_counts_and_prevalence() -> None:
     assert lines[4].split() == ["Nodule", "50.0%", "0.0%"]
     with pytest.raises(DataError, match="2 values but 3 class names"):
         summarise_datalist(datalist, ["a", "b", "c"])
+
+
+# --- patient IDs that differ only by leading zeros ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("written", "normalised"),
+    [("00012", "12"), ("12", "12"), (12, "12"), (" 0012 ", "12"), ("000", "0"), ("P_00012", "P_00012"),
+     ("TCGA-A1-A0SK", "TCGA-A1-A0SK"), ("0a1b", "0a1b"), ("12.0", "12.0"), (" p1 ", "p1")],
+    ids=["padded", "plain", "int", "spaces", "zero", "cbis-prefix", "tcga", "hash", "float-text", "text-spaces"],
+)
+def test_normalise_patient_id(written: object, normalised: str) -> None:
+    assert normalise_patient_id(written) == normalised
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_zero_padded_ids_are_one_patient_in_patient_split(seed: int) -> None:
+    ids = [f"p{i}" for i in range(8)] + ["00012", "12", "012", " 12"]
+    assignment = patient_split(ids, {"training": 0.5, "test": 0.5}, seed)
+    assert len(set(assignment[-4:])) == 1
+    test_patients = {normalise_patient_id(pid) for pid, split in zip(ids, assignment, strict=True) if split == "test"}
+    assert len(test_patients) == 4  # 9 patients (12 counted once): 5 training, 4 test
+
+
+def _old_patient_split(ids: list[str], fractions: dict[str, float], seed: int) -> list[str]:
+    """The split before identifiers were normalised: what datasets without padded duplicates must still get."""
+    patients = sorted(set(ids))
+    order = np.random.default_rng(seed).permutation(len(patients))
+    split_of, start = {}, 0
+    for name, count in _patient_counts(len(patients), fractions).items():
+        split_of |= {patients[index]: name for index in order[start : start + count]}
+        start += count
+    return [split_of[pid] for pid in ids]
+
+
+@pytest.mark.parametrize("ids", [[f"{i:05d}" for i in range(1, 40)], [str(i) for i in range(1, 40)], PATIENTS],
+                         ids=["all-padded", "plain-numbers", "names"])  # fmt: skip
+def test_splits_without_padded_duplicates_are_unchanged(ids: list[str]) -> None:
+    for seed in range(3):
+        assert patient_split(ids, FRACTIONS, seed) == _old_patient_split(ids, FRACTIONS, seed)
+
+
+def test_check_patient_disjoint_sees_through_leading_zeros() -> None:
+    datalist = {"training": [{"patient_id": "00012"}, {"patient_id": "3"}], "test": [{"patient_id": 12}]}
+    with pytest.raises(DataError, match=r"patient '00012' \(written '12' in 'test'\) has images in both split "
+                                        r"'training' and split 'test' \(1 patient\(s\) shared"):
+        check_patient_disjoint(datalist)
+    summary = summarise_datalist({"training": [{"label": [1.0], "patient_id": p} for p in ("007", "7", 7)]}, ["A"])
+    assert summary.splitlines()[2].split() == ["patients", "1"]

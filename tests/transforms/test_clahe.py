@@ -230,7 +230,8 @@ def _with_inf() -> np.ndarray:
         (np.full((1, 32, 32), 1.5, np.float32), r"float images in \[0, 1\], got values in \[1.5, 1.5\]"),
         (np.zeros((1, 32, 32), np.int16), r"dtype int16; accepted: uint8, uint16 or float in \[0, 1\]"),
         (np.zeros((1, 32, 32), bool), r"dtype bool; accepted"),
-        (np.zeros((1, 4, 100), np.uint8), r"tile_grid_size \(8, 8\) is larger than the image \(4, 100\)"),
+        (np.zeros((1, 4, 100), np.uint8), r"image of shape \(1, 4, 100\): image of \(4, 100\) pixels \(H, W\) is "
+                                          r"too small for CLAHE tile_grid_size \(8, 8\)"),
     ],
     ids=[
         "4d",
@@ -252,7 +253,8 @@ def test_bad_image_raises_data_error(image: np.ndarray | torch.Tensor, match: st
 
 
 def test_dictionary_twin_raises_the_same_data_error() -> None:
-    with pytest.raises(DataError, match=r"tile_grid_size \(8, 9\) is larger than the image \(16, 8\)"):
+    with pytest.raises(DataError, match=r"image of \(16, 8\) pixels \(H, W\) is too small for CLAHE tile_grid_size "
+                                        r"\(8, 9\): it needs at least \(16, 18\) pixels"):
         CLAHEd(keys="image", tile_grid_size=(8, 9))({"image": np.zeros((1, 16, 8), np.uint8)})
 
 
@@ -292,3 +294,52 @@ def test_bad_parameters_raise_config_error_in_constructor(kwargs: dict, match: s
         CLAHE(**kwargs)
     with pytest.raises(ConfigError, match=match):
         CLAHEd(keys="image", **kwargs)
+
+
+# --- images too small for the tile grid ---------------------------------------------------------------------------
+
+
+def test_one_pixel_tiles_are_degenerate() -> None:
+    """Why the minimum is 2 px per tile: OpenCV takes 1 px tiles silently and turns a ramp into constant white."""
+    ramp = np.linspace(0.2, 0.8, 64, dtype=np.float32).reshape(8, 8)
+    clahe = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8))
+    out = clahe.apply(np.rint(ramp * 65535).astype(np.uint16))
+    assert np.unique(out).tolist() == [65535]
+    two_px = CLAHE(tile_grid_size=8)(np.linspace(0.2, 0.8, 256, dtype=np.float32).reshape(1, 16, 16))
+    assert len(np.unique(two_px)) == 9  # gradations survive at the smallest accepted size
+
+
+@pytest.mark.parametrize(
+    ("shape", "tiles", "needed", "hint"),
+    [((1, 8, 8), 8, (16, 16), r"use at most \(4, 4\) tiles"),
+     ((1, 15, 64), 8, (16, 16), r"use at most \(7, 32\) tiles"),
+     ((3, 64, 17), (4, 9), (8, 18), r"use at most \(32, 8\) tiles"),
+     ((1, 1, 40), (1, 2), (2, 4), "no tile grid fits an image this small"),
+     ((9, 9), 5, (10, 10), r"use at most \(4, 4\) tiles")],
+    ids=["one-px-tiles", "short-height", "narrow-width-rgb", "one-row", "2d-odd"],
+)
+def test_too_small_images_name_the_file_and_the_minimum(shape: tuple, tiles: Any, needed: tuple, hint: str) -> None:
+    """A MetaTensor names its file; a plain array is described by its shape. Both give the minimum size."""
+    pixels = np.linspace(0, 1, int(np.prod(shape)), dtype=np.float32).reshape(shape)
+    size = rf"\({shape[-2]}, {shape[-1]}\)"
+    tail = rf"is too small for CLAHE tile_grid_size .*: it needs at least \({needed[0]}, {needed[1]}\) pixels, 2 per "
+    tail += rf"tile along each axis; {hint}"
+    image = MetaTensor(torch.from_numpy(pixels), meta={"filename_or_obj": "/data/images/00000001_000.png"})
+    with pytest.raises(DataError, match=rf"^/data/images/00000001_000\.png: image of {size} pixels \(H, W\) {tail}"):
+        CLAHE(tile_grid_size=tiles)(image)
+    with pytest.raises(DataError, match=rf"^image of shape \({', '.join(map(str, shape))}\): image of {size} .*{tail}"):
+        CLAHE(tile_grid_size=tiles)(pixels)
+    with pytest.raises(DataError, match=r"^/data/images/00000001_000\.png: "):
+        CLAHEd(keys="image", tile_grid_size=tiles)({"image": image})
+
+
+def test_two_pixels_per_tile_is_the_smallest_accepted_size() -> None:
+    for shape in ((1, 16, 16), (1, 16, 100), (3, 17, 16)):
+        out = CLAHE(tile_grid_size=8)(np.linspace(0, 1, int(np.prod(shape)), dtype=np.float32).reshape(shape))
+        assert out.shape == shape
+
+
+def test_other_bad_images_name_the_file_too() -> None:
+    image = MetaTensor(torch.full((1, 32, 32), 1.5), meta={"filename_or_obj": "/data/a.dcm"})
+    with pytest.raises(DataError, match=r"^/data/a\.dcm: CLAHE expects float images in \[0, 1\]"):
+        CLAHE()(image)

@@ -104,3 +104,19 @@ def test_nan_pixels_raise(tmp_path: Path) -> None:
     Image.fromarray(pixels).save(tmp_path / "nan.tiff")
     with pytest.raises(DataError, match="NaN"):
         read_radiograph(tmp_path / "nan.tiff")
+
+
+@pytest.mark.parametrize(
+    ("name", "keep", "match"),
+    [("CT_small.dcm", 0, r"not a readable DICOM file"),
+     ("CT_small.dcm", 0.5, r"corrupt DICOM pixel data \(The number of bytes of pixel data is less than expected"),
+     ("JPEG2000.dcm", 0.5, r"DICOM has no pixel data \(PixelData element missing; .* cut off inside compressed pixel "
+                           r"data: if so, re-download it\)")],
+    ids=["empty", "truncated-native", "truncated-jpeg2000"],
+)
+def test_empty_and_truncated_dicoms_name_the_file(tmp_path: Path, name: str, keep: float, match: str) -> None:
+    data = Path(get_testdata_file(name)).read_bytes()
+    path = tmp_path / name
+    path.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(DataError, match=rf"^{path}: {match}"):
+        read_radiograph(path)
