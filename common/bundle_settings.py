@@ -88,7 +88,7 @@ RULES: dict[str, tuple[Check, str]] = {
     "num_workers": _int(0),
     "val_interval": _int(1),
     "seed": _int(0),
-    "learning_rate": _number(0.0, exclusive=True),
+    "learning_rate": _number(0.0),  # 0 is legitimate: a run that only checks what was loaded
     "weight_decay": _number(0.0),
     "rotate_degrees": _number(0.0, maximum=180.0),
     "stain_sigma": _number(0.0),

@@ -152,7 +152,7 @@ def test_corrupt_training_checkpoint_names_the_file(tmp_path: Path, chest_datase
     ("image_size", 0, r"image_size=0 \(int\) is not valid: expected an integer >= 8"),
     ("epochs", -1, r"epochs=-1 \(int\) is not valid: expected an integer >= 1"),
     ("batch_size", "abc", r"batch_size='abc' \(str\) is not valid: expected an integer >= 1"),
-    ("learning_rate", 0.0, r"learning_rate=0.0 \(float\) is not valid: expected a number > 0"),
+    ("learning_rate", -0.001, r"learning_rate=-0.001 \(float\) is not valid: expected a number >= 0"),
     ("flip_prob", 1.5, r"flip_prob=1.5 \(float\) is not valid: expected a number >= 0.0 and <= 1.0"),
     ("resume", "sometimes", r"resume='sometimes' \(str\) is not valid: expected one of \['auto', 'never', 'force'\]"),
 ], ids=["image_size", "epochs", "batch_size", "learning_rate", "flip_prob", "resume"])
