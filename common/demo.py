@@ -7,10 +7,16 @@ ImageNet -> general medical, each with FT and LP-FT over two seeds, then the lea
 :func:`run_tour` (``python -m common demo --tour``) shows one bundle's whole life instead: the chest
 X-ray bundle (DenseNet-121, 14 findings) trained, evaluated and run for inference, then the mammography
 bundle briefly (ResNet-18 via its ``arch`` key) to show the DICOM mammography pipeline.
+
+Both keep the bundles' own INFO lines (per-iteration losses, engine and parameter-group lines, per-class tables)
+off the console (:func:`common.bundle_logs.quiet_bundle_logs`): it shows data generation, one line per grid
+cell (and a progress bar on a terminal), warnings and the results. Every line, hidden ones included, is
+appended to ``<output_dir>/demo.log``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -18,19 +24,43 @@ import sys
 import time
 from pathlib import Path
 
+from common.bundle_logs import quiet_bundle_logs
 from common.bundle_runner import copy_bundle, run_bundle
 from common.data import CHESTXRAY14_FINDINGS, make_embedded_dataset, summarise_datalist
 from common.metrics import format_metrics_table
 
-__all__ = ["BUNDLES_DIR", "DEMO_GRID", "run_bundle_demo", "run_demo", "run_tour"]
+__all__ = [
+    "BUNDLES_DIR", "DEMO_GRID", "DEMO_LOG", "TOUR_CHEST_OVERRIDES", "TOUR_MAMMO_EPOCHS", "TOUR_MAMMO_OVERRIDES",
+    "TOUR_MAMMO_PATIENTS", "run_bundle_demo", "run_demo", "run_tour",
+]
 
 logger = logging.getLogger(__name__)
 
 BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
 DEMO_GRID = Path(__file__).resolve().parents[1] / "configs" / "grids" / "demo.yaml"
+#: The tour's chest run, besides ``image_size``, ``epochs`` and ``seed`` (run_tour's arguments): from scratch,
+#: with settings for 64 px on a CPU (the bundle's defaults are meant for 224 px on a GPU).
+TOUR_CHEST_OVERRIDES = {"pretrained": "none", "batch_size": 32, "val_batch_size": 64, "learning_rate": 1e-3}
+#: The tour's mammography run: ResNet-18 (the bundle's ``arch`` key) on synthetic CBIS-DDSM-layout DICOMs.
+TOUR_MAMMO_OVERRIDES = {"arch": "resnet18", "pretrained": "none", "image_size": 128, "batch_size": 16,
+                        "val_batch_size": 32, "learning_rate": 1e-3}
+TOUR_MAMMO_EPOCHS = 8
+TOUR_MAMMO_PATIENTS = 60
+#: The demo's full log (every bundle line the console leaves out), in the demo's output folder.
+DEMO_LOG = "demo.log"
 
 
-def run_demo(output_dir: str | Path = "demo_output", grid: str | Path = DEMO_GRID, num_workers: int = 2) -> Path:
+def _quiet(output_dir: Path, quiet: bool) -> contextlib.AbstractContextManager[None]:
+    if not quiet:
+        return contextlib.nullcontext()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    logger.info("every bundle run logs in full to %s; the console keeps progress and results", output_dir / DEMO_LOG)
+    return quiet_bundle_logs(output_dir / DEMO_LOG)
+
+
+def run_demo(
+    output_dir: str | Path = "demo_output", grid: str | Path = DEMO_GRID, num_workers: int = 2, quiet: bool = True
+) -> Path:
     """Run the demo grid into ``output_dir/grid`` (resumable) and print its leaderboard.
 
     Args:
@@ -38,6 +68,7 @@ def run_demo(output_dir: str | Path = "demo_output", grid: str | Path = DEMO_GRI
             ``leaderboard.md`` and plots, ``cells/<cell>/`` with each run's bundle copy, ``pretrain/``).
         grid: the grid file (default ``configs/grids/demo.yaml``).
         num_workers: DataLoader workers for every run.
+        quiet: keep the bundles' INFO lines off the console (they still go to ``<output_dir>/demo.log``).
 
     Returns:
         The run folder.
@@ -50,7 +81,8 @@ def run_demo(output_dir: str | Path = "demo_output", grid: str | Path = DEMO_GRI
 
     started = time.perf_counter()
     spec = load_grid(grid)
-    summary = run_grid(spec, Path(output_dir) / "grid", num_workers=num_workers)
+    with _quiet(Path(output_dir), quiet):
+        summary = run_grid(spec, Path(output_dir) / "grid", num_workers=num_workers)
     if summary.leaderboard is not None:
         sys.stdout.write((summary.leaderboard / "leaderboard.md").read_text() + "\n")
     logger.info("demo grid: %d cells (%d already finished) in %.0f s; results in %s", summary.total, summary.skipped,
@@ -96,6 +128,7 @@ def run_tour(
     epochs: int = 8,
     seed: int = 0,
     mammography: bool = True,
+    quiet: bool = True,
 ) -> dict:
     """Generate data, then train, evaluate and infer the chest bundle (and briefly the mammography bundle).
 
@@ -108,36 +141,34 @@ def run_tour(
         epochs: chest training epochs.
         seed: data and training seed.
         mammography: also run the mammography bundle, with its documented ``arch`` override to ResNet-18
-            at 128 px for 8 epochs: Swin-T trained from scratch needs far more images than a CPU demo has
-            (measured: AUC 0.32-0.64 after 10 epochs on 60 synthetic patients, ResNet-18 0.77).
+            (:data:`TOUR_MAMMO_OVERRIDES`, :data:`TOUR_MAMMO_EPOCHS`): Swin-T trained from scratch needs far
+            more images than a CPU demo has (measured: AUC 0.32-0.64 after 10 epochs on 60 synthetic patients,
+            ResNet-18 0.77).
+        quiet: keep the bundles' INFO lines off the console (they still go to ``<output_dir>/demo.log``).
 
     Returns:
         The chest bundle's evaluation metrics (as in ``eval/metrics.json``).
     """
     out = Path(output_dir).resolve()
     started = time.perf_counter()
-    chest_dir = out / "data" / "chestxray14"
-    logger.info("generating a synthetic ChestX-ray14-layout dataset in %s", chest_dir)
-    shutil.rmtree(chest_dir, ignore_errors=True)
-    datalist = make_embedded_dataset("chestxray14", chest_dir, {"n_patients": n_patients,
-                                                                "image_size": max(image_size, 64), "seed": seed},
-                                     {"val_fraction": 0.15, "seed": seed})
-    metrics = run_bundle_demo(
-        "chest_xray_classification", out, chest_dir, datalist,
-        {"image_size": image_size, "seed": seed, "batch_size": 32, "val_batch_size": 64, "learning_rate": 1e-3},
-        epochs, list(CHESTXRAY14_FINDINGS),
-    )
-    if mammography:
-        mammo_dir = out / "data" / "cbis_ddsm"
-        logger.info("generating synthetic DICOM mammograms in the CBIS-DDSM layout in %s", mammo_dir)
-        shutil.rmtree(mammo_dir, ignore_errors=True)
-        datalist = make_embedded_dataset("cbis-ddsm", mammo_dir, {"n_patients": 60, "image_size": 256, "seed": seed},
-                                         {"val_fraction": 0.2, "seed": seed})
-        run_bundle_demo(
-            "breast_mammo_classification", out, mammo_dir, datalist,
-            {"image_size": 128, "seed": seed, "batch_size": 16, "val_batch_size": 32, "learning_rate": 1e-3,
-             "arch": "resnet18"},
-            8, ["malignant"],
+    with _quiet(out, quiet):
+        chest_dir = out / "data" / "chestxray14"
+        logger.info("generating a synthetic ChestX-ray14-layout dataset in %s", chest_dir)
+        shutil.rmtree(chest_dir, ignore_errors=True)
+        datalist = make_embedded_dataset("chestxray14", chest_dir, {"n_patients": n_patients,
+                                                                    "image_size": max(image_size, 64), "seed": seed},
+                                         {"val_fraction": 0.15, "seed": seed})
+        metrics = run_bundle_demo(
+            "chest_xray_classification", out, chest_dir, datalist,
+            {**TOUR_CHEST_OVERRIDES, "image_size": image_size, "seed": seed}, epochs, list(CHESTXRAY14_FINDINGS),
         )
+        if mammography:
+            mammo_dir = out / "data" / "cbis_ddsm"
+            logger.info("generating synthetic DICOM mammograms in the CBIS-DDSM layout in %s", mammo_dir)
+            shutil.rmtree(mammo_dir, ignore_errors=True)
+            generate = {"n_patients": TOUR_MAMMO_PATIENTS, "image_size": 256, "seed": seed}
+            datalist = make_embedded_dataset("cbis-ddsm", mammo_dir, generate, {"val_fraction": 0.2, "seed": seed})
+            run_bundle_demo("breast_mammo_classification", out, mammo_dir, datalist,
+                            {**TOUR_MAMMO_OVERRIDES, "seed": seed}, TOUR_MAMMO_EPOCHS, ["malignant"])
     logger.info("demo finished in %.0f s; chest mean AUC %.3f", time.perf_counter() - started, metrics["mean_auc"])
     return metrics

@@ -1,11 +1,16 @@
 """A progress bar over a grid's cells: done / total, the cell running, its result, and an ETA from this session.
 
+Each finished cell is also logged as one INFO line (``cell 3/12 done: <id> 0.8123 in 01:05 (ETA 09:45)``), the
+summary that remains on the console when the bar is hidden (not a terminal) or a run's own lines are
+(:func:`common.bundle_logs.quiet_bundle_logs`).
+
 tqdm's own ETA would count cells skipped because they had already finished; here the estimate is the mean time of
 the cells run in this session times the cells left.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 from types import TracebackType
@@ -14,6 +19,8 @@ from typing import TextIO
 from tqdm import tqdm
 
 __all__ = ["CellProgress"]
+
+logger = logging.getLogger(__name__)
 
 # tqdm puts ", " before a non-empty postfix: "cells: 3/12 |##  | [01:05, running c3 | ETA 08:40]".
 _BAR_FORMAT = "{desc}: {n_fmt}/{total_fmt} |{bar}| [{elapsed}{postfix}]"
@@ -73,12 +80,17 @@ class CellProgress:
         self._refresh()
 
     def finish(self, cell_id: str, seconds: float, value: float | None = None) -> None:
-        """Count ``cell_id`` as done after ``seconds``; ``value`` (its metric) is shown, ``None`` shown as failed."""
+        """Count ``cell_id`` as done after ``seconds``; ``value`` (its metric) is shown, ``None`` shown as failed.
+
+        Logs the cell's one-line summary at INFO.
+        """
         self.session_seconds.append(float(seconds))
         result = "failed" if value is None else f"{value:.4f}"
         self._status = f"{cell_id} {result} in {tqdm.format_interval(seconds)}"
         self._bar.update(1)
         self._refresh()
+        logger.info("cell %d/%d done: %s (ETA %s)", self.done, self.total, self._status,
+                    tqdm.format_interval(self.eta_seconds or 0.0))
 
     def close(self) -> None:
         """Finish the bar's line."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 
 import pytest
 
@@ -23,6 +24,15 @@ def test_eta_uses_only_cells_run_in_this_session() -> None:
     assert "cells: 2/6" in text and "running c2 | ETA ?" in text
     assert "c2 0.8123 in 01:05 | ETA 03:15" in text
     assert "cells: 4/6" in text and "c3 failed in 00:55 | ETA 02:00" in text
+
+
+def test_each_finished_cell_is_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="common.experiments.progress"), \
+            CellProgress(total=3, disable=True) as progress:
+        progress.finish("c0", seconds=30.0, value=0.8)
+        progress.finish("c1", seconds=90.0, value=None)
+    assert caplog.messages == ["cell 1/3 done: c0 0.8000 in 00:30 (ETA 01:00)",
+                               "cell 2/3 done: c1 failed in 01:30 (ETA 01:00)"]
 
 
 def test_disabled_when_not_a_terminal() -> None:
