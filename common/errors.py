@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import atexit
 import errno as errno_codes
+import logging
 import os
 import re
 import sys
 import traceback
 from collections.abc import Callable
 from types import TracebackType
+from typing import Any
 
 __all__ = ["MedxferError", "DataError", "ConfigError", "WeightsError", "OutputError", "DEBUG_ENV", "debug_enabled",
            "find_user_error", "format_user_error", "user_message", "run_command", "install_excepthook"]  # fmt: skip
@@ -183,3 +185,27 @@ def install_excepthook() -> None:
 
     hook._medxfer = True  # type: ignore[attr-defined]
     sys.excepthook = hook
+    _drop_user_error_tracebacks_from_logs()
+
+
+def _drop_user_error_tracebacks_from_logs() -> None:
+    """Log records about a user error keep their message but lose the traceback (unless debugging).
+
+    ignite logs "Engine run is terminating due to exception" and MONAI's ``StatsHandler`` logs the exception
+    with its traceback before re-raising it, so a bad image found mid-epoch printed six tracebacks above the
+    one-line error. A log record factory (it survives the ``logging.conf`` every bundle run applies, which
+    replaces handlers and their filters) drops ``exc_info`` from exactly those records.
+    """
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "_medxfer", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, Exception) and find_user_error(exc) is not None and not debug_enabled():
+            record.exc_info, record.exc_text = None, None
+        return record
+
+    factory._medxfer = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)

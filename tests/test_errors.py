@@ -131,3 +131,24 @@ def test_importing_common_as_a_library_leaves_the_excepthook_alone() -> None:
     result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)},
                             capture_output=True, text=True, check=True, timeout=120)  # fmt: skip
     assert result.stdout.strip() == "True"
+
+
+def log_then_raise_user_error() -> None:
+    """What ignite and MONAI's StatsHandler do with an error raised mid-epoch: log it with its traceback, re-raise."""
+    import logging
+
+    try:
+        raise DataError("images/a.png: not a readable image file")
+    except DataError as err:
+        logging.getLogger("ignite.engine.engine.SupervisedTrainer").exception("Exception: %s", err)
+        raise
+
+
+def test_monai_bundle_run_logs_a_user_error_without_its_traceback(tmp_path: Path) -> None:
+    expression = "$__import__('tests.test_errors', fromlist=['_']).log_then_raise_user_error()"
+    result = run_monai_bundle(tmp_path, expression)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Exception: images/a.png: not a readable image file" in result.stderr  # the log line stays
+    assert "Traceback" not in result.stderr
+    debug = run_monai_bundle(tmp_path, expression, MEDXFER_DEBUG="1")
+    assert debug.stderr.count("Traceback") >= 2  # the logged one and the uncaught one (chained: more)
