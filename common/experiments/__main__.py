@@ -16,6 +16,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 import yaml
@@ -43,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--num-workers", type=int, default=None, help="DataLoader workers for every run")
     run.add_argument("--dry-run", action="store_true", help="check the grid and list the cells, run nothing")
     run.add_argument("--fail-fast", action="store_true", help="stop at the first failing cell")
+    run.add_argument("--verbose", action="store_true",
+                     help="show every bundle log line (per-iteration losses, per-class tables) on the console; by "
+                          "default they go to OUTPUT/run.log and the console shows one line per cell")
     report = sub.add_parser("report", help="rebuild the leaderboard of a run folder",
                             description="Recompute leaderboard.md/.csv and the plots from DIR/results.csv.")
     report.add_argument("output", type=Path, help="a run folder holding results.csv")
@@ -54,12 +58,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from common.bundle_logs import quiet_bundle_logs
     from common.experiments.grid import load_grid
     from common.experiments.runner import run_grid
 
     grid = load_grid(args.grid)
     output = args.output or Path("experiments") / grid.name
-    summary = run_grid(grid, output, num_workers=args.num_workers, dry_run=args.dry_run, fail_fast=args.fail_fast)
+    detail: Path | None = None
+    if not (args.verbose or args.dry_run):  # a dry run writes nothing
+        try:  # bundle detail goes to OUTPUT/run.log; an unwritable OUTPUT is reported by run_grid, in one line
+            output.mkdir(parents=True, exist_ok=True)
+            detail = output / "run.log"
+        except OSError:
+            pass
+    quiet = nullcontext() if args.verbose or args.dry_run else quiet_bundle_logs(detail)
+    with quiet:
+        summary = run_grid(grid, output, num_workers=args.num_workers, dry_run=args.dry_run,
+                           fail_fast=args.fail_fast)
     if args.dry_run:
         sys.stdout.write(f"{summary.total} cells; nothing was run (--dry-run)\n")
         return 0

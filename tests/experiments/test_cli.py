@@ -94,3 +94,24 @@ def test_report_on_a_read_only_or_full_disk_is_one_line_and_status_2(
     err = capsys.readouterr().err
     assert re.fullmatch(rf"error: cannot write {tmp_path}/leaderboard\.\w+: {os.strerror(code)}\n", err), err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.csv"]
+
+
+def test_bundle_log_lines_go_to_run_log(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A grid's per-iteration lines (ignite / MONAI loggers at INFO, as the bundles' logging.conf sets them) stay off
+    the console; OUTPUT/run.log keeps them."""
+    import logging
+
+    import common.experiments.runner as runner_module
+    from common.experiments.runner import GridRun
+
+    def fake_run_grid(grid, output, **kwargs) -> GridRun:
+        logging.getLogger("ignite.engine.engine.SupervisedTrainer").info("Epoch: 1/2, Iter: 3/9 -- train_loss: 0.7")
+        return GridRun(output_dir=Path(output), total=0)
+
+    monkeypatch.setattr(runner_module, "run_grid", fake_run_grid)
+    monkeypatch.setattr(logging.getLogger("ignite"), "level", logging.INFO)
+    out = tmp_path / "r"
+    assert main(["run", str(GRIDS_DIR / "demo.yaml"), "--output", str(out)]) == 0
+    assert "train_loss: 0.7" not in capsys.readouterr().err
+    assert "train_loss: 0.7" in (out / "run.log").read_text()
