@@ -120,7 +120,10 @@ def test_inference_repeats_train_definitions(name: str) -> None:
                                                                         "dataset_dir", "initialize", "run", "finalize",
                                                                         "preprocessing", "dataset", "handlers",
                                                                         "inferer", "postprocessing", "network",
-                                                                        "settings", "checkpoint_card"))]
+                                                                        "settings", "checkpoint_card",
+                                                                        # containment is chosen per config: stage 2
+                                                                        # trains on ../ sources, infers on inputs
+                                                                        "allow_outside_dataset_dir"))]
     assert "network_def" in inference and inference["network_def"] == train["network_def"]
     # what inference checks against the model's card is what training writes into it
     assert inference["checkpoint_card"]["preprocessing"] == train["checkpoint_card"]["preprocessing"]
