@@ -149,6 +149,4 @@ def test_monai_bundle_run_logs_a_user_error_without_its_traceback(tmp_path: Path
     result = run_monai_bundle(tmp_path, expression)
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Exception: images/a.png: not a readable image file" in result.stderr  # the log line stays
-    assert "Traceback" not in result.stderr
-    debug = run_monai_bundle(tmp_path, expression, MEDXFER_DEBUG="1")
-    assert debug.stderr.count("Traceback") >= 2  # the logged one and the uncaught one (chained: more)
+    assert "Traceback" not in result.stderr  # MEDXFER_DEBUG=1 keeps tracebacks: see the test above
