@@ -9,7 +9,7 @@ DEMO_DIR ?= demo_output
 .PHONY: demo test bench lint format clean-demo help
 
 help:
-	@echo "make demo   - the demo grid on embedded data: stage 2, scratch vs ImageNet vs ImageNet->medical, FT vs LP-FT, leaderboard (CPU, < 10 min)"
+	@echo "make demo   - the demo grid on embedded data: stage 2, scratch vs ImageNet vs ImageNet->medical, FT vs LP-FT, leaderboard (CPU, 8-16 min on 2 cores)"
 	@echo "make test   - run the test suite"
 	@echo "make bench  - run the benchmarks under benchmarks/"
 	@echo "make lint   - ruff check;  make format - ruff format"
