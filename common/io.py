@@ -34,8 +34,9 @@ from typing import Any
 
 from common.errors import MedxferError, OutputError
 
-__all__ = ["atomic_save", "atomic_write_text", "atomic_write_json", "atomic_directory", "recover_directory",
-           "make_directory", "current_umask", "writer_alive", "output_error"]  # fmt: skip
+__all__ = ["atomic_save", "atomic_torch_save", "atomic_write_text", "atomic_write_json", "atomic_directory",
+           "recover_directory", "make_directory", "current_umask", "writer_alive", "output_error",
+           "temporary_folder"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -198,6 +199,43 @@ def atomic_save(path: str | os.PathLike, save: Callable[[Path], None]) -> Path:
     return dest
 
 
+@contextmanager
+def temporary_folder(parent: Path, prefix: str, suffix: str, dest: Path) -> Iterator[Path]:
+    """A new hidden folder in ``parent`` for writing ``dest``; removed if the body raises.
+
+    A failure to create it, or an ``OSError`` of the body that is about writing, becomes an ``OutputError``
+    naming ``dest`` (not the hidden folder). Shared by :func:`atomic_directory` and
+    :func:`common.staging.atomic_entries`.
+    """
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=parent))
+    except OSError as err:
+        raise OutputError("write", dest, err) from err
+    try:
+        yield tmp
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        wrapped = output_error(err, tmp, dest)
+        if wrapped is not None:
+            raise wrapped from err
+        raise
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` ``obj`` to ``path`` through :func:`atomic_save` (temporary sibling, fsync, rename).
+
+    Example:
+        >>> atomic_torch_save({"w": torch.zeros(2)}, "/tmp/x.pt")  # doctest: +SKIP
+    """
+    import torch  # here, not at the top: most users of this module write text and never need torch
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            torch.save(obj, handle)
+
+    return atomic_save(path, write)
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically, flushed to disk before the rename.
 
@@ -341,18 +379,8 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     dest = Path(path)
     _create_folder(dest.parent, "write", dest)
     recover_directory(dest)
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.{_token()}-", suffix=".tmp", dir=dest.parent))
-    except OSError as err:
-        raise OutputError("write", dest, err) from err
-    try:
+    with temporary_folder(dest.parent, f".{dest.name}.{_token()}-", ".tmp", dest) as tmp:
         yield tmp
-    except BaseException as err:
-        shutil.rmtree(tmp, ignore_errors=True)
-        wrapped = output_error(err, tmp, dest)
-        if wrapped is not None:
-            raise wrapped from err
-        raise
     try:
         _swap_in(tmp, dest)
     except OSError as err:

@@ -17,13 +17,12 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from common.errors import OutputError
-from common.io import _fsync_path, _token, make_directory, output_error, recover_directory, writer_alive
+from common.io import _fsync_path, _token, make_directory, recover_directory, temporary_folder, writer_alive
 
 __all__ = ["atomic_entries", "recover_entries"]
 
@@ -114,18 +113,8 @@ def atomic_entries(folder: str | os.PathLike) -> Iterator[Path]:
     """
     root = make_directory(folder)
     recover_directory(root)
-    try:
-        staging = Path(tempfile.mkdtemp(prefix=f".medxfer.{_token()}-", suffix=".staging", dir=root))
-    except OSError as err:
-        raise OutputError("write", root, err) from err
-    try:
+    with temporary_folder(root, f".medxfer.{_token()}-", ".staging", root) as staging:
         yield staging
-    except BaseException as err:
-        shutil.rmtree(staging, ignore_errors=True)
-        wrapped = output_error(err, staging, root)
-        if wrapped is not None:
-            raise wrapped from err
-        raise
     commit = staging.with_name(staging.name[: -len(".staging")] + ".commit")
     try:
         for name in os.listdir(staging):  # flush the folder entries; files written by atomic_save are already

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from common.engines.auc_metric import MultilabelAUC
-from common.engines.checkpoint import AtomicDiskSaver, ModelCheckpointSaver, atomic_torch_save
+from common.engines.checkpoint import AtomicDiskSaver, ModelCheckpointSaver
 from common.engines.collect import PredictionCollector, ProbabilityCSVWriter
 from common.engines.report import ClassificationReportHandler
 from common.engines.resume import TrainingCheckpoint, run_fingerprint
@@ -13,7 +13,6 @@ __all__ = [
     "AtomicDiskSaver",
     "ModelCheckpointSaver",
     "TrainingCheckpoint",
-    "atomic_torch_save",
     "run_fingerprint",
     "ClassificationReportHandler",
     "MeanDice",

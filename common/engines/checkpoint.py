@@ -15,39 +15,19 @@ sha256. Evaluation and inference read the card and refuse a model that does not 
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 from ignite.engine import Engine
 from ignite.handlers.checkpoint import BaseSaveHandler
 from monai.handlers import CheckpointSaver
 
-from common.io import atomic_save
+from common.io import atomic_torch_save
 from common.networks.checkpoint_card import card_path, make_card, write_card
 
-__all__ = ["AtomicDiskSaver", "ModelCheckpointSaver", "atomic_torch_save"]
-
-logger = logging.getLogger(__name__)
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` ``obj`` to ``path`` atomically: temporary sibling, fsync, rename.
-
-    Example:
-        >>> atomic_torch_save({"w": torch.zeros(2)}, "/tmp/x.pt")  # doctest: +SKIP
-    """
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-
-    return atomic_save(path, write)
+__all__ = ["AtomicDiskSaver", "ModelCheckpointSaver"]
 
 
 class AtomicDiskSaver(BaseSaveHandler):

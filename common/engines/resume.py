@@ -40,8 +40,8 @@ import torch.nn as nn
 from ignite.engine import Engine, Events
 from monai.transforms import Randomizable, Transform
 
-from common.engines.checkpoint import atomic_torch_save
 from common.errors import ConfigError, WeightsError
+from common.io import atomic_torch_save
 from common.networks.checkpoint_card import card_path, file_sha256, fingerprint
 from common.networks.unwrap import unwrap
 

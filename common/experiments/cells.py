@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +17,6 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]+")
 
 def _safe(text: str) -> str:
     return _UNSAFE.sub("-", text.replace(")", "")).strip("-")
-
-
-def fingerprint(settings: dict[str, Any]) -> str:
-    """A short stable hash of a cell's settings: a finished cell is reused only for the same settings."""
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ import logging
 from pathlib import Path
 
 from common.errors import ConfigError
-from common.experiments.cells import fingerprint
 from common.experiments.grid import DataSpec
 from common.io import atomic_directory, recover_directory
+from common.networks.checkpoint_card import fingerprint
 
 __all__ = ["EMBEDDED_LAYOUTS", "data_location", "prepare_data"]
 

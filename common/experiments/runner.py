@@ -35,13 +35,14 @@ from typing import Any
 from common.bundle_runner import copy_bundle, run_bundle
 from common.errors import ConfigError, OutputError, find_user_error, user_message
 from common.experiments.bundles import BundleInfo
-from common.experiments.cells import Cell, PretrainCell, expand, fingerprint, pretrain_cells
+from common.experiments.cells import Cell, PretrainCell, expand, pretrain_cells
 from common.experiments.data import data_location, prepare_data
 from common.experiments.grid import Grid
 from common.experiments.progress import CellProgress
 from common.experiments.stats import REQUIRED_COLUMNS
 from common.experiments.tracking import mlflow_settings
 from common.io import atomic_write_json, atomic_write_text, make_directory, recover_directory
+from common.networks.checkpoint_card import fingerprint  # one settings hash for cells and checkpoints
 
 __all__ = ["RESULT_COLUMNS", "GridRun", "read_results", "run_grid"]
 

@@ -52,14 +52,13 @@ CARD_FORMAT = "medxfer-checkpoint-card/1"
 
 
 def fingerprint(value: Any) -> str:
-    """A short stable hash of a JSON-able value (keys sorted; tuples as lists).
+    """A short stable hash of a JSON-able value (keys sorted; tuples as lists); also the experiment cells'.
 
     Example:
         >>> fingerprint({"image_size": 224}) == fingerprint({"image_size": 224})
         True
     """
-    text = json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def file_sha256(path: str | os.PathLike) -> str:

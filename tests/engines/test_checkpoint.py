@@ -10,7 +10,6 @@ import torch
 import torch.nn as nn
 from ignite.engine import Engine, Events
 
-import common.engines.checkpoint as checkpoint_module
 from common.engines import ModelCheckpointSaver
 from common.networks.checkpoint_card import file_sha256
 
@@ -61,7 +60,7 @@ def test_kill_during_save_keeps_the_previous_best(tmp_path: Path, monkeypatch: p
         handle.truncate(len(before) // 2)  # half the file written ...
         raise KeyboardInterrupt("killed")  # ... then the process dies
 
-    monkeypatch.setattr(checkpoint_module.torch, "save", dying_save)
+    monkeypatch.setattr(torch, "save", dying_save)
     with torch.no_grad():
         net.weight.add_(1.0)
     with pytest.raises(KeyboardInterrupt):
