@@ -14,11 +14,12 @@ help:
 	@echo "make bench  - run the benchmarks under benchmarks/"
 	@echo "make lint   - ruff check;  make format - ruff format"
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt requirements-label.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m common.label.compat
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -16,13 +16,21 @@ __all__ = ["copy_bundle", "run_bundle"]
 
 
 def run_bundle(
-    bundle_root: str | os.PathLike, configs: Sequence[str], workflow_type: str, **override: Any
+    bundle_root: str | os.PathLike,
+    configs: Sequence[str | os.PathLike],
+    workflow_type: str,
+    *,
+    state_root: str | os.PathLike | None = None,
+    **override: Any,
 ) -> ConfigWorkflow:
     """Initialise, run and finalise ``configs`` of the bundle at ``bundle_root`` with ``override``.
 
     Args:
         bundle_root: the bundle folder (``configs/`` inside it).
-        configs: config file names under ``configs/``, merged in order (e.g. ``["train.json", "evaluate.json"]``).
+        configs: config file names under ``configs/``, merged in order (e.g. ``["train.json", "evaluate.json"]``);
+            an absolute path is taken as it is (an overlay such as ``configs/finetune/lp_ft.json``).
+        state_root: the ``bundle_root`` the run sees (``models/``, ``eval/``, ``logs/`` go there); default
+            ``bundle_root``. The MONAI Label app trains the repository's configs into its workspace this way.
         workflow_type: ``"train"``, ``"eval"`` or ``"infer"`` (MONAI's workflow types).
         override: id-value pairs, as ``--key value`` on the ``monai.bundle run`` command line.
 
@@ -33,7 +41,7 @@ def run_bundle(
         >>> run_bundle("bundles/chest_xray_classification", ["train.json"], "train", epochs=1)  # doctest: +SKIP
     """
     root = Path(bundle_root)
-    files = [root / "configs" / name for name in configs]
+    files = [Path(name) if Path(name).is_absolute() else root / "configs" / name for name in configs]
     for file in files:
         if not file.is_file():
             raise ConfigError(f"bundle config not found: {file}")
@@ -42,7 +50,7 @@ def run_bundle(
         meta_file=str(root / "configs" / "metadata.json"),
         logging_file=str(root / "configs" / "logging.conf"),
         workflow_type=workflow_type,
-        bundle_root=str(root),
+        bundle_root=str(state_root if state_root is not None else root),
         **override,
     )
     workflow.initialize()
