@@ -48,7 +48,9 @@ class _SopClassUidsLoader(importlib.abc.Loader):
 class _SopClassUidsFinder(importlib.abc.MetaPathFinder):
     """Answer for :data:`OLD_MODULE` only, and only when pydicom itself lacks it."""
 
-    def find_spec(self, fullname: str, path: object = None, target: object = None) -> importlib.machinery.ModuleSpec | None:
+    def find_spec(
+        self, fullname: str, path: object = None, target: object = None
+    ) -> importlib.machinery.ModuleSpec | None:
         if fullname != OLD_MODULE:
             return None
         for finder in sys.meta_path:
