@@ -41,9 +41,24 @@ def _run_studies(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    from common.label.serve import add_arguments
+
+    add_arguments(parser)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from common.label.serve import run
+
+    logging.getLogger("monailabel").setLevel(logging.NOTSET)  # the server's own log is wanted here
+    return run(args)
+
+
 SUBCOMMANDS: dict[str, Subcommand] = {
     "studies": ("write demo studies (synthetic images of every bundle, some labelled) for a MONAI Label server",
                 _add_studies_arguments, _run_studies),
+    "serve": ("start the MONAI Label server with the medxfer app (every bundle: infer, train, active learning)",
+              _add_serve_arguments, _run_serve),
 }
 
 
