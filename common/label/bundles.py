@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -218,8 +219,15 @@ class Predictor:
         arch = str(parser["arch"])
         class_names = [str(c) for c in parser.get_parsed_content("class_names")]
         network = parser.get_parsed_content("network")
-        check_checkpoint(self.bundle.model_path, arch=arch, class_names=class_names,
-                         preprocessing=parser.get_parsed_content("checkpoint_card#preprocessing"), network=network)
+        preprocessing = parser.get_parsed_content("checkpoint_card#preprocessing")
+        try:
+            check_checkpoint(self.bundle.model_path, arch=arch, class_names=class_names, preprocessing=preprocessing,
+                             network=network)
+        except WeightsError:  # caught between a new card and its model (two renames): once more, a moment later
+            time.sleep(0.5)
+            check_checkpoint(self.bundle.model_path, arch=arch, class_names=class_names, preprocessing=preprocessing,
+                             network=network)
+            stamp = self._file_stamp()
         network.load_state_dict(read_state_dict(self.bundle.model_path))
         network.eval()
         self._parts = {

@@ -5,14 +5,18 @@
     {"max_epochs": 10, "strategy": "lp_ft", "pretrained": "current", "image_size": 224, "batch_size": 16,
      "learning_rate": 0.0001, "num_workers": 0}
 
+(segmentation bundles take ``patch_size`` instead of ``image_size``.)
+
 ``strategy`` names an overlay ``configs/finetune/<name>.json``; ``pretrained`` is ``"current"`` (the bundle's own
 ``models/model.pt``), ``"none"``, ``"imagenet"``, a weights file or ``"bundle:<bundle folder>"``. A model trained
 with other preprocessing (e.g. 64 px) keeps it (its checkpoint card's settings) unless the request sets it.
 
 Every run writes ``<workspace>/<bundle>/datalist.json`` (image ids sorted, every k-th to validation, k = round(1 /
-val_fraction) and at least 2) and starts afresh (``resume="never"``: the bundle moves the previous
-``models/model.pt`` into ``models/previous-<time>/``). Classification validation must hold a finding both present
-and absent (AUC is undefined otherwise): training images are moved into validation, in id order, until it does.
+val_fraction) and at least 2) and trains afresh (``resume="never"``) in ``<workspace>/<bundle>/training/``: the
+served ``models/model.pt`` keeps answering ``/infer`` during the run and stays if it fails; a finished run's model
+replaces it, the previous one kept in ``models/previous-<time>/``. Classification validation must hold a finding
+both present and absent (AUC is undefined otherwise): training images are moved into validation, in id order,
+until it does.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import difflib
 import json
 import logging
 import math
+import os
+import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -37,7 +43,7 @@ from common.io import atomic_write_json
 from common.label.bundles import CLASSIFICATION, SEGMENTATION, LabelBundle
 from common.label.datastore import MedxferDatastore
 from common.networks import SEGMENTERS, get_arch, imagenet_weights_file
-from common.networks.checkpoint_card import read_card
+from common.networks.checkpoint_card import card_path, read_card
 from common.networks.weights import resolve_state_dict
 
 __all__ = ["STATS_FILE", "BundleTrainTask", "split_items"]
@@ -47,8 +53,10 @@ logger = logging.getLogger(__name__)
 STATS_FILE = "label_train_stats.json"
 #: request keys MONAI Label itself adds (the model name, GPU selection, the training subprocess's rank)
 _MONAI_LABEL_KEYS = frozenset({"model", "gpus", "local_rank", "bundle_path"})
+RUN_DIR = "training"  # under the bundle's workspace root: where a run trains before its model is served
 #: numeric request params: bundle key, type, smallest value
 _NUMBERS = {"max_epochs": ("epochs", int, 1), "image_size": ("image_size", int, 8),
+            "patch_size": ("patch_size", int, 16),
             "batch_size": ("batch_size", int, 1), "learning_rate": ("learning_rate", float, 0.0),
             "num_workers": ("num_workers", int, 0)}  # fmt: skip
 
@@ -132,6 +140,8 @@ class BundleTrainTask(TrainTask):
                                "pretrained": base["pretrained"]}  # fmt: skip
         if self.bundle.kind == CLASSIFICATION:
             out["image_size"] = base["image_size"]
+        elif "patch_size" in base:
+            out["patch_size"] = base["patch_size"]
         out.update(batch_size=base["batch_size"], learning_rate=base["learning_rate"],
                    num_workers=self.settings.get("num_workers", 0))
         return out
@@ -249,9 +259,12 @@ class BundleTrainTask(TrainTask):
             datalist["class_names"] = self.bundle.class_names()
         datalist_file = atomic_write_json(self.bundle.root / "datalist.json", datalist)
         configs = ["train.json"] + ([plan["overlay"]] if plan["overlay"] else [])
+        run_root = self.bundle.root / RUN_DIR
+        shutil.rmtree(run_root, ignore_errors=True)  # the previous run's scratch: the served model is not there
         try:
-            workflow = run_bundle(self.bundle.source, configs, "train", state_root=self.bundle.root,
+            workflow = run_bundle(self.bundle.source, configs, "train", state_root=run_root,
                                   dataset_dir=str(datastore.studies), datalist=str(datalist_file), **plan["settings"])
+            self._publish(run_root)
         except Exception as exc:
             err = find_user_error(exc)
             self._write_stats({"status": "failed", "model": self.bundle.name, "error": user_message(exc),
@@ -272,6 +285,29 @@ class BundleTrainTask(TrainTask):
         self._write_stats(stats)
         logger.info("trained %s: %s", self.bundle.name, json.dumps(stats))
         return stats
+
+    def _publish(self, run_root: Path) -> None:
+        """Serve the new model: keep the current one under ``models/previous-<time>/``, then move the new one in.
+
+        The run trained in ``run_root``, so the served model stayed in place (and answered ``/infer``) all along,
+        and a failed run leaves it untouched. Each file is replaced by one rename, the card before the model;
+        the predictor retries once when it catches the two between renames.
+        """
+        new_model = run_root / "models" / "model.pt"
+        if not new_model.is_file():
+            raise OutputError(f"training of {self.bundle.name} finished without saving a model ({new_model}): no "
+                              "validation ran; raise max_epochs or label more images")  # fmt: skip
+        models = self.bundle.model_path.parent
+        models.mkdir(parents=True, exist_ok=True)
+        if self.bundle.trained:
+            aside = models / f"previous-{time.strftime('%Y%m%d-%H%M%S')}"
+            aside.mkdir(exist_ok=True)
+            for old in (self.bundle.model_path, card_path(self.bundle.model_path)):
+                if old.is_file():
+                    shutil.copy2(old, aside / old.name)
+        if card_path(new_model).is_file():
+            os.replace(card_path(new_model), card_path(self.bundle.model_path))
+        os.replace(new_model, self.bundle.model_path)
 
     def _write_stats(self, stats: dict[str, Any]) -> None:
         atomic_write_json(self.bundle.root / STATS_FILE, stats)

@@ -222,3 +222,14 @@ def test_bundle_error_surfaces_as_one_line(fresh: dict[str, LabelBundle], tmp_pa
     detail = refused(task, CHEST_TINY, store)
     assert "chest_3.png" in detail and "empty" in detail, detail
     assert task.stats()["status"] == "failed" and task.stats()["error"] == detail
+
+
+def test_a_failed_retrain_leaves_the_served_model(fresh: dict[str, LabelBundle], tmp_path: Path) -> None:
+    store = make_studies(tmp_path / "studies", fresh)
+    bundle = fresh[CHEST]
+    task = BundleTrainTask(bundle, settings=CHEST_SETTINGS)
+    served = task(CHEST_TINY, store)["model_version"]
+    (store.studies / "chest_3.png").write_bytes(b"")  # the next run fails in the bundle's image check
+    refused(task, {**CHEST_TINY, "pretrained": "current"}, store)
+    assert bundle.version() == served and read_card(bundle.model_path)["sha256"] == served
+    assert not list((bundle.root / "models").glob("previous-*"))  # nothing was published, nothing set aside
