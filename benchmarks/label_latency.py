@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         data = root / "chestxray14"
-        make_embedded_dataset("chestxray14", data, {"n_patients": 8, "images_per_patient": (1, 1),
-                                                    "image_size": 256, "seed": 0}, {"val_fraction": 0.25, "seed": 0})
+        make_embedded_dataset("chestxray14", data, {"n_patients": 16, "images_per_patient": (1, 1),
+                                                    "image_size": 256, "seed": 0}, {"val_fraction": 0.5, "seed": 0})
         workspace = root / "workspace"
         bundle = discover_bundles(REPO / "bundles", workspace, [CHEST])[CHEST]
         print(f"training {CHEST} briefly at {args.image_size} px ...", flush=True)
