@@ -7,7 +7,9 @@ name: an import hook (a ``sys.meta_path`` finder) that answers for ``pydicom._st
 
 The hook must be in place before ``monailabel.app`` is imported, in the server and in the training subprocess
 MONAI Label starts. ``make`` installs ``medxfer_label_compat.pth`` into the virtual environment (``python -m
-common.label.compat``), whose one line calls :func:`install` at interpreter start-up; it costs one small import.
+common.label.compat``), whose one line loads this file on its own (as ``_medxfer_label_compat``, without importing
+the ``common`` package: importing it that early would make ``common`` miss that it runs under ``python -m
+monai.bundle``) and calls :func:`install`. It needs only the standard library.
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ class _SopClassUidsFinder(importlib.abc.MetaPathFinder):
 
 def install() -> None:
     """Add the finder to ``sys.meta_path`` (once; later calls do nothing)."""
-    if not any(isinstance(finder, _SopClassUidsFinder) for finder in sys.meta_path):
+    # by name: the .pth loads this file as another module than ``common.label.compat``, with its own classes
+    if not any(type(finder).__name__ == _SopClassUidsFinder.__name__ for finder in sys.meta_path):
         sys.meta_path.append(_SopClassUidsFinder())
 
 
@@ -75,7 +78,12 @@ def write_pth(site_dir: str | Path | None = None) -> Path:
     """
     folder = Path(site_dir) if site_dir is not None else Path(sysconfig.get_paths()["purelib"])
     dest = folder / PTH_NAME
-    dest.write_text("import common.label.compat as _medxfer_compat; _medxfer_compat.install()\n")
+    source = str(Path(__file__).resolve())
+    dest.write_text(
+        f"import os, importlib.util as _u; _f = {source!r}; _s = os.path.isfile(_f) and "
+        "_u.spec_from_file_location('_medxfer_label_compat', _f); _m = _s and _u.module_from_spec(_s); "
+        "_s and (_s.loader.exec_module(_m), _m.install())\n"
+    )
     return dest
 
 

@@ -28,7 +28,6 @@ import numpy as np
 from fastapi import HTTPException
 from monailabel.datastore.local import LocalDatastore
 from monailabel.interfaces.datastore import DefaultLabelTag
-from monailabel.interfaces.exception import ImageNotFoundException
 from PIL import Image
 
 from common.label.bundles import CLASSIFICATION, SEGMENTATION, LabelBundle
@@ -97,11 +96,12 @@ class MedxferDatastore(LocalDatastore):
         """Check the label file against the served bundles, then store it (a canonical JSON or an 8-bit PNG).
 
         Raises:
-            HTTPException: 400 with one line for a label that does not fit (see the module docstring).
-            ImageNotFoundException: no image ``image_id``.
+            HTTPException: 400 with one line for a label that does not fit (see the module docstring); 404 when
+                there is no image ``image_id`` (MONAI Label's own datastore answers 500).
         """
         if not self.get_image_uri(image_id):
-            raise ImageNotFoundException(f"Image {image_id} not found")
+            raise HTTPException(status_code=404, detail=f"no image {image_id!r} in the datastore; upload it first "
+                                                        "(PUT /datastore/image?image=<id>)")
         info = dict(label_info or {})
         where = f"label for image {image_id!r}"
         name = str(label_filename).lower()

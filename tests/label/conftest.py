@@ -10,7 +10,12 @@ pytest.importorskip("monailabel", reason="MONAI Label is not installed (requirem
 
 from common.bundle_runner import run_bundle  # noqa: E402
 from common.label.bundles import LabelBundle, discover_bundles  # noqa: E402
-from tests.bundles.conftest import chest_dataset, histo_dataset  # noqa: E402, F401 (shared session fixtures)
+from tests.bundles.conftest import (  # noqa: E402, F401 (shared session fixtures)
+    chest_dataset,
+    general_dataset,
+    histo_dataset,
+    mammo_dataset,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLES = REPO / "bundles"

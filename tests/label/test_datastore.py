@@ -221,3 +221,10 @@ def test_mask_for_an_unreadable_image_is_refused(store: MedxferDatastore, tmp_pa
     store.add_image("broken", str(broken), {})
     detail = refused(store.save_label, "broken", write_png(tmp_path / "m.png", mask()), "final", {})
     assert "cannot read the image's size" in detail and "segmentation images are PNG or JPEG" in detail
+
+
+def test_label_for_an_unknown_image_is_404(store: MedxferDatastore, tmp_path: Path) -> None:
+    file = label_json(tmp_path, {"model": CHEST, "findings": []})
+    with pytest.raises(HTTPException) as caught:
+        store.save_label("no_such_image", file, "final", {})
+    assert caught.value.status_code == 404 and "no_such_image" in caught.value.detail

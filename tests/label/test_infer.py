@@ -130,3 +130,30 @@ def test_predictor_reloads_when_the_model_file_changes(trained_chest, chest_data
     finally:
         model.write_bytes(saved)
         card.write_bytes(saved_card)
+
+
+@pytest.mark.parametrize(("name", "dataset", "override"), [
+    # ResNet-18 instead of the default Swin-T: the served arch must come from the checkpoint card
+    ("breast_mammo_classification", "mammo_dataset", {"image_size": 64, "arch": "resnet18"}),
+    ("medical_general_pretraining", "general_dataset", {"image_size": 32, "arch": "resnet18"}),
+    ("breast_histology_segmentation_swin_unetr", "histo_dataset",
+     {"patch_size": 64, "samples_per_image": 2, "sw_batch_size": 2}),
+])
+def test_the_other_bundles_answer_through_their_own_configs(label_workspace, name: str, dataset: str,
+                                                            override: dict, request: pytest.FixtureRequest) -> None:
+    from tests.label.conftest import train_into
+
+    bundle, data = label_workspace[name], request.getfixturevalue(dataset)
+    train_into(bundle, data, pretrained="none", epochs=1, batch_size=4, val_batch_size=4, num_workers=0, **override)
+    suffix = ".dcm" if name.startswith("breast_mammo") else ".png"
+    image = next(p for p in sorted(data.rglob(f"*{suffix}")) if "mask" not in str(p).lower() and "ROI" not in str(p))
+    file, result = BundleInferTask(bundle)({"image": str(image)})
+    names = bundle.class_names()
+    if bundle.kind == "classification":
+        assert file is None and [c["name"] for c in result["classes"]] == names
+        assert all(0.0 <= c["probability"] <= 1.0 for c in result["classes"])
+    else:
+        mask = np.asarray(Image.open(file))
+        with Image.open(image) as picture:
+            assert mask.shape == (picture.height, picture.width)
+        assert set(np.unique(mask)) <= set(range(1, len(names) + 1))

@@ -14,7 +14,8 @@ from tests.bundles.conftest import ALL_BUNDLES, BUNDLES, SCHEMA
 
 def test_monailabel_server_imports_in_a_fresh_interpreter() -> None:
     """The .pth hook (installed by make) lets pydicom-seg 0.4.1 import under pydicom 3, before any medxfer code."""
-    code = ("import monailabel, monailabel.app, pydicom, pydicom_seg, itk, jsonschema; "
+    code = ("import sys; assert 'common' not in sys.modules, 'the hook imported common at start-up'; "
+            "import monailabel, monailabel.app, pydicom, pydicom_seg, itk, jsonschema; "
             "print(monailabel.__version__, pydicom.__version__.split('.')[0], jsonschema.__version__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -43,7 +44,12 @@ def test_compat_writes_its_pth(tmp_path: Path) -> None:
 
     assert main(["--site-dir", str(tmp_path)]) == 0
     line = (tmp_path / PTH_NAME).read_text()
-    assert line.startswith("import common.label.compat") and line.count("\n") == 1
+    assert line.startswith("import ") and line.count("\n") == 1 and "common/label/compat.py" in line
+    code = f"import sys; exec({line!r}); import pydicom._storage_sopclass_uids; print('common' in sys.modules)"
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=False,
+                         env={"PYTHONPATH": ":".join(p for p in sys.path if p)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "False"  # the hook works without importing the common package
 
 
 @pytest.mark.skipif(not SCHEMA.is_file(), reason="../shared/monai schema absent (it lies beside the repo in CI only)")
