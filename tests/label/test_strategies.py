@@ -12,9 +12,9 @@ from fastapi import HTTPException
 from monailabel.datastore.local import LocalDatastore
 from scipy.stats import entropy
 
-from common.label.bundles import Predictor
+from common.label.bundles import Predictor, discover_bundles
 from common.label.strategies import Random, Uncertainty, binary_entropy, uncertainty_score
-from tests.label.conftest import CHEST
+from tests.label.conftest import BUNDLES, CHEST
 
 
 def test_classification_score_is_mean_binary_entropy() -> None:
@@ -61,11 +61,12 @@ def test_uncertainty_picks_the_highest_entropy_and_caches_per_version(trained_ch
     assert strategy({"model": CHEST}, studies)["id"] == max(scores, key=scores.get)
 
 
-def test_strategies_need_a_served_model(trained_chest, label_workspace, studies) -> None:
+def test_strategies_need_a_served_model(trained_chest, studies, tmp_path: Path) -> None:
+    fresh = discover_bundles(BUNDLES, tmp_path / "workspace")  # nothing trained there
     with pytest.raises(HTTPException) as caught:
-        Random(label_workspace)({}, studies)
+        Random(fresh)({}, studies)
     assert caught.value.status_code == 400 and CHEST in caught.value.detail
-    mammo = label_workspace["breast_mammo_classification"]
+    mammo = fresh["breast_mammo_classification"]
     with pytest.raises(HTTPException) as caught:
         Uncertainty({mammo.name: mammo}, {mammo.name: Predictor(mammo)})({}, studies)
     assert caught.value.status_code == 409
