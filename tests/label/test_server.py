@@ -93,9 +93,11 @@ def test_upload_then_infer_on_an_untrained_bundle_is_409(server: LiveServer, tmp
                           data={"params": json.dumps({"model": CHEST})}, files={"file": ("upload.png", handle)},
                           timeout=60)
     assert added.status_code == 200, added.text
-    answer = _infer_json(server, MAMMO, "mammo_0001")
-    assert answer.status_code == 409
-    assert "no trained model yet" in answer.json()["detail"] and "\n" not in answer.json()["detail"]
+    for model, image in [(MAMMO, "mammo_0001"), ("medical_general_pretraining", "chest_upload"),
+                         ("breast_histology_segmentation_swin_unetr", "histo_0001")]:
+        answer = _infer_json(server, model, image)
+        assert answer.status_code == 409, (model, answer.text)
+        assert "no trained model yet" in answer.json()["detail"] and "\n" not in answer.json()["detail"]
 
 
 def test_labels_are_checked_against_the_bundle(server: LiveServer) -> None:
