@@ -69,6 +69,8 @@ def run_demo(
         grid: the grid file (default ``configs/grids/demo.yaml``).
         num_workers: DataLoader workers for every run.
         quiet: keep the bundles' INFO lines off the console (they still go to ``<output_dir>/demo.log``).
+        mammo_patients: synthetic mammography patients (default :data:`TOUR_MAMMO_PATIENTS`).
+        mammo_epochs: mammography training epochs (default :data:`TOUR_MAMMO_EPOCHS`).
 
     Returns:
         The run folder.
@@ -129,6 +131,8 @@ def run_tour(
     seed: int = 0,
     mammography: bool = True,
     quiet: bool = True,
+    mammo_patients: int = TOUR_MAMMO_PATIENTS,
+    mammo_epochs: int = TOUR_MAMMO_EPOCHS,
 ) -> dict:
     """Generate data, then train, evaluate and infer the chest bundle (and briefly the mammography bundle).
 
@@ -166,9 +170,9 @@ def run_tour(
             mammo_dir = out / "data" / "cbis_ddsm"
             logger.info("generating synthetic DICOM mammograms in the CBIS-DDSM layout in %s", mammo_dir)
             shutil.rmtree(mammo_dir, ignore_errors=True)
-            generate = {"n_patients": TOUR_MAMMO_PATIENTS, "image_size": 256, "seed": seed}
+            generate = {"n_patients": mammo_patients, "image_size": 256, "seed": seed}
             datalist = make_embedded_dataset("cbis-ddsm", mammo_dir, generate, {"val_fraction": 0.2, "seed": seed})
             run_bundle_demo("breast_mammo_classification", out, mammo_dir, datalist,
-                            {**TOUR_MAMMO_OVERRIDES, "seed": seed}, TOUR_MAMMO_EPOCHS, ["malignant"])
+                            {**TOUR_MAMMO_OVERRIDES, "seed": seed}, mammo_epochs, ["malignant"])
     logger.info("demo finished in %.0f s; chest mean AUC %.3f", time.perf_counter() - started, metrics["mean_auc"])
     return metrics
