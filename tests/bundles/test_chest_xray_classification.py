@@ -48,13 +48,14 @@ def test_bad_datalist_is_a_data_error(tmp_path: Path, chest_dataset: Path, probl
     assert re.search(expected, str(root_cause(info.value)))
 
 
-@pytest.mark.parametrize(("strategy", "port"), [("ft", 29533), ("lp_ft", 29534)], ids=["ft", "lp_ft"])
+@pytest.mark.parametrize(("strategy", "port"), [("lp_ft", 29534)], ids=["lp_ft"])
 def test_multi_gpu_overlay_trains_with_two_processes(tmp_path: Path, chest_dataset: Path, strategy: str,
                                                      port: int) -> None:
     """torchrun with 2 CPU processes (gloo): the same overlay users run with NCCL on GPUs.
 
     LP-FT freezes the backbone and unfreezes it mid-run, which DistributedDataParallel only accepts with
-    ``find_unused_parameters``.
+    ``find_unused_parameters``; its second epoch is plain FT under DDP, so a separate FT run would repeat it
+    (the stage-2 bundle's test runs its default FT with two processes too).
     """
     root = tmp_path / "bundle"
     shutil.copytree(CONFIGS, root / "configs")
