@@ -9,30 +9,50 @@ from monai.losses import DiceLoss
 
 from common.errors import ConfigError, DataError
 
-__all__ = ["MaskedBCEWithLogitsLoss", "MaskedDiceCELoss"]
+__all__ = ["BCE_REDUCTIONS", "MaskedBCEWithLogitsLoss", "MaskedDiceCELoss"]
+
+BCE_REDUCTIONS = ("mean", "per_task")
 
 
 class MaskedBCEWithLogitsLoss(nn.Module):
-    """Binary cross-entropy on logits that ignores NaN (unknown) targets, as in torchxrayvision.
+    """Binary cross-entropy on logits that ignores NaN (unknown) targets (torchxrayvision's NaN-label convention).
 
-    The loss is the mean over known (image, finding) pairs; a batch with no known label gives 0 with a
-    gradient path, so training never divides by zero.
+    ``reduction="mean"`` (default): the mean over all known (image, finding) entries of the batch, so every known
+    label weighs the same. This is *not* torchxrayvision's reduction. ``reduction="per_task"`` is: in
+    ``scripts/train_utils.py`` (``train_epoch``, mlmed/torchxrayvision) each task (column) gets
+    ``BCEWithLogitsLoss()`` (a mean) over that task's non-NaN entries of the batch, and these per-task means are
+    summed over the tasks with at least one known entry (tasks with none add nothing). A task with few known labels
+    in a batch thus weighs as much as a fully labelled one, and the loss grows with the number of tasks (scale the
+    learning rate accordingly). torchxrayvision's optional ``taskweights`` multiplier is not offered here.
+
+    Either way a batch with no known label gives 0 with a gradient path, so training never divides by zero.
 
     Args:
         pos_weight: optional per-class weight of positives (list of floats, JSON friendly).
+        reduction: ``"mean"`` (over known entries) or ``"per_task"`` (torchxrayvision: sum over tasks of the mean
+            over that task's known entries).
+
+    Raises:
+        ConfigError: unknown ``reduction``.
 
     Example:
         >>> loss = MaskedBCEWithLogitsLoss()
         >>> float(loss(torch.zeros(1, 2), torch.tensor([[1.0, float("nan")]])))  # doctest: +ELLIPSIS
         0.693...
+        >>> per_task = MaskedBCEWithLogitsLoss(reduction="per_task")
+        >>> round(float(per_task(torch.zeros(2, 2), torch.tensor([[1.0, 0.0], [float("nan"), 1.0]]))), 4)  # 2 log 2
+        1.3863
     """
 
-    def __init__(self, pos_weight: list[float] | None = None) -> None:
+    def __init__(self, pos_weight: list[float] | None = None, reduction: str = "mean") -> None:
         super().__init__()
+        if reduction not in BCE_REDUCTIONS:
+            raise ConfigError(f"unknown reduction {reduction!r}; choose from: {', '.join(BCE_REDUCTIONS)}")
+        self.reduction = reduction
         self.register_buffer("pos_weight", None if pos_weight is None else torch.as_tensor(pos_weight).float())
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Return the mean BCE over entries whose target is not NaN."""
+        """Return the BCE over entries whose target is not NaN, reduced as ``self.reduction`` says."""
         target = target.to(logits.dtype)
         known = ~torch.isnan(target)
         if not bool(known.any()):
@@ -44,7 +64,12 @@ class MaskedBCEWithLogitsLoss(nn.Module):
             pos_weight=None if self.pos_weight is None else self.pos_weight.to(logits.device, logits.dtype),
             reduction="none",
         )
-        return losses[known].mean()
+        if self.reduction == "mean":
+            return losses[known].mean()
+        per_task_sum = (losses * known).sum(dim=0)
+        per_task_count = known.sum(dim=0)
+        has_known = per_task_count > 0
+        return (per_task_sum[has_known] / per_task_count[has_known]).sum()
 
 
 class MaskedDiceCELoss(nn.Module):

@@ -27,6 +27,64 @@ def test_all_unknown_gives_zero_with_gradient() -> None:
     assert float(loss) == 0.0 and not math.isnan(float(logits.grad.sum()))
 
 
+# Four images, three findings; NaN = unknown. Finding 3 is known once, finding 2 three times.
+BCE_LOGITS = torch.tensor([[0.3, -1.2, 0.8], [2.0, 0.5, -0.4], [-0.7, 1.1, 0.2], [0.1, -2.0, 1.5]],
+                          dtype=torch.float64)
+NAN = float("nan")
+BCE_TARGET = torch.tensor([[1.0, NAN, NAN], [0.0, 1.0, NAN], [NAN, 0.0, 1.0], [1.0, 1.0, NAN]], dtype=torch.float64)
+
+
+def _bce(logit: float, target: float, pos_weight: float = 1.0) -> float:
+    """One BCE-with-logits term written out: -(w y log s(x) + (1 - y) log(1 - s(x)))."""
+    p = 1.0 / (1.0 + math.exp(-logit))
+    return -(pos_weight * target * math.log(p) + (1.0 - target) * math.log(1.0 - p))
+
+
+def _known_terms(pos_weight: list[float]) -> dict[int, list[float]]:
+    terms: dict[int, list[float]] = {}
+    for (i, j), y in zip(torch.cartesian_prod(torch.arange(4), torch.arange(3)).tolist(), BCE_TARGET.flatten().tolist(),
+                         strict=True):
+        if not math.isnan(y):
+            terms.setdefault(j, []).append(_bce(float(BCE_LOGITS[i, j]), y, pos_weight[j]))
+    return terms
+
+
+@pytest.mark.parametrize("pos_weight", [None, [2.0, 0.5, 3.0]], ids=["plain", "pos-weight"])
+def test_mean_and_per_task_reductions_equal_hand_sums(pos_weight: list[float] | None) -> None:
+    terms = _known_terms(pos_weight or [1.0, 1.0, 1.0])
+    flat = [t for task in terms.values() for t in task]
+    mean = sum(flat) / len(flat)  # 7 known entries, each weighing 1/7
+    per_task = sum(sum(task) / len(task) for task in terms.values())  # torchxrayvision: sum of 3 per-task means
+    assert float(MaskedBCEWithLogitsLoss(pos_weight)(BCE_LOGITS, BCE_TARGET)) == pytest.approx(mean, rel=1e-12)
+    loss = MaskedBCEWithLogitsLoss(pos_weight, reduction="per_task")(BCE_LOGITS, BCE_TARGET)
+    assert float(loss) == pytest.approx(per_task, rel=1e-12)
+
+
+def test_per_task_equals_torchxrayvision_loop() -> None:
+    # The loop of torchxrayvision scripts/train_utils.py train_epoch, with a column that is all unknown added.
+    logits = torch.cat([BCE_LOGITS, torch.zeros(4, 1, dtype=torch.float64)], dim=1)
+    target = torch.cat([BCE_TARGET, torch.full((4, 1), NAN, dtype=torch.float64)], dim=1)
+    expected = torch.zeros(1, dtype=torch.float64)
+    for task in range(target.shape[1]):
+        mask = ~torch.isnan(target[:, task])
+        if mask.any():
+            expected += torch.nn.BCEWithLogitsLoss()(logits[:, task][mask], target[:, task][mask])
+    loss = MaskedBCEWithLogitsLoss(reduction="per_task")(logits, target)
+    assert torch.allclose(loss, expected.sum(), rtol=1e-12, atol=0)
+
+
+def test_per_task_all_unknown_gives_zero_with_gradient() -> None:
+    logits = torch.zeros(2, 3, requires_grad=True)
+    loss = MaskedBCEWithLogitsLoss(reduction="per_task")(logits, torch.full((2, 3), NAN))
+    loss.backward()
+    assert float(loss) == 0.0 and torch.all(logits.grad == 0)
+
+
+def test_bce_refuses_unknown_reduction() -> None:
+    with pytest.raises(ConfigError, match=r"unknown reduction 'sum'; choose from: mean, per_task"):
+        MaskedBCEWithLogitsLoss(reduction="sum")
+
+
 # Two 2x3 images, 3 classes; 0 marks pixels outside the annotation (the whole second row of image 1).
 SEG_TARGET = torch.tensor([[[[1, 2, 0], [3, 3, 0]]], [[[0, 0, 0], [2, 1, 1]]]])
 
