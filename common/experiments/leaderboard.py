@@ -17,7 +17,15 @@ from typing import Any
 
 from common.errors import DataError
 from common.experiments.leaderboard_plots import Board, RocCurve, micro_roc, plot_leaderboard, plot_roc_best
-from common.experiments.stats import ConfigSummary, median_run, summarise
+from common.experiments.stats import (
+    MIN_PAIRS_REPORTED,
+    MIN_PAIRS_WILCOXON,
+    ConfigSummary,
+    lower_is_better,
+    median_run,
+    metric_range,
+    summarise,
+)
 from common.io import atomic_write_text
 from common.metrics.formatting import NA
 from common.metrics.report import PREDICTIONS_FILE, load_predictions
@@ -57,6 +65,9 @@ def _comparison(summary: ConfigSummary, baseline: str) -> list[str]:
         return ["baseline", "", "", ""]
     if summary.baseline is None:
         return [f"{NA} (no {baseline})", "", "", ""]
+    if summary.n_pairs is not None and 2 <= summary.n_pairs < MIN_PAIRS_REPORTED:
+        withheld = f"{NA} (< {MIN_PAIRS_REPORTED} pairs)"
+        return [_num(summary.mean_diff, sign=True), str(summary.n_pairs), withheld, _p(summary.p_wilcoxon)]
     return [_num(summary.mean_diff, sign=True), str(summary.n_pairs), _p(summary.p_ttest), _p(summary.p_wilcoxon)]
 
 
@@ -77,6 +88,7 @@ def format_board_table(summaries: Sequence[ConfigSummary], baseline: str = "ft")
     for s in summaries:
         spread = _num(s.mean) if s.std is None else f"{_num(s.mean)} ± {_num(s.std)}"
         ci = NA if s.ci_low is None or s.ci_high is None else f"[{_num(s.ci_low)}, {_num(s.ci_high)}]"
+        ci += "*" if s.ci_clipped else ""
         delta, pairs, p_t, p_w = _comparison(s, baseline)
         cells = [str(s.rank), *map(_cell, (s.arch, s.stage1, s.stage2, s.strategy)), str(s.n), spread, ci, delta,
                  pairs, p_t, *([p_w] if wilcoxon else []), _duration(s.mean_seconds)]
@@ -91,15 +103,34 @@ def _boards(summaries: Iterable[ConfigSummary]) -> dict[Board, list[ConfigSummar
     return dict(boards)
 
 
+def _direction(metrics: Iterable[str]) -> str:
+    lower = sorted({m for m in metrics if lower_is_better(m)})
+    if not lower:
+        return "higher is better"
+    return f"higher is better, lower for {', '.join(lower)}"
+
+
 def _statistics_notes(summaries: Sequence[ConfigSummary], baseline: str) -> list[str]:
+    wilcoxon = any(s.p_wilcoxon is not None for s in summaries)
+    tests = "two-sided paired Student's t-test" + (" and Wilcoxon signed-rank test (from 6 pairs)" if wilcoxon else "")
     notes = [
         "- Mean ± SD over seeds (sample SD, n − 1); 95% CI = mean ± t(0.975, n − 1) · SD / √n (Student's t). "
-        "Rank within each bundle and metric by mean, higher is better; equal means share the better rank.",
+        f"Rank within each bundle and metric by mean, {_direction(s.metric for s in summaries)}; equal means share "
+        "the better rank.",
         f"- Δ vs {baseline}: mean over seeds of (configuration − {baseline}), each configuration paired by seed with "
-        f"the `{baseline}` run of the same bundle, architecture, stage-1 and stage-2 source. p: two-sided paired "
-        "Student's t-test (from 2 pairs) and Wilcoxon signed-rank test (from 6 pairs). **No correction for multiple "
-        "comparisons**: with many configurations, some p < 0.05 are expected by chance alone.",
+        f"the `{baseline}` run of the same bundle, architecture, stage-1 and stage-2 source. p: {tests}, shown from "
+        f"{MIN_PAIRS_REPORTED} paired seeds on. **No correction for multiple comparisons**: with many "
+        "configurations, some p < 0.05 are expected by chance alone.",
     ]
+    if any(s.n_pairs is not None and 2 <= s.n_pairs < MIN_PAIRS_REPORTED for s in summaries):
+        notes.append(f"- n/a (< {MIN_PAIRS_REPORTED} pairs): with fewer paired seeds a p-value is not meaningful "
+                     f"(it swings with one run), so none is shown; run at least {MIN_PAIRS_REPORTED} seeds "
+                     f"({MIN_PAIRS_WILCOXON} for the Wilcoxon test). The Δ column still shows the mean difference.")
+    clipped = sorted({s.metric for s in summaries if s.ci_clipped})
+    if clipped:
+        ranges = ", ".join(f"{m} to [{metric_range(m)[0]:g}, {metric_range(m)[1]:g}]" for m in clipped)  # type: ignore[index]
+        notes.append(f"- *: the t interval left the metric's range and is clipped ({ranges}); with few seeds the "
+                     "t interval is wide and symmetric, which a bounded metric cannot be.")
     if any(s.n < 2 or (s.n_pairs is not None and s.n_pairs < 2) for s in summaries):
         notes.append("- n/a: with fewer than 2 seeds (or 2 paired seeds) there is no SD, CI or p-value; "
                      "run at least 2 seeds (6 for the Wilcoxon test).")

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from common.errors import DataError
-from common.experiments.stats import ConfigSummary
+from common.experiments.stats import ConfigSummary, lower_is_better
 from common.io import atomic_save
 from common.metrics.formatting import new_figure
 
@@ -93,7 +93,7 @@ def plot_leaderboard(
         ax.axvline(origin, color="grey", linewidth=0.8)
         ax.set_yticks(y, [f"{s.rank}. {s.label} (n={s.n})" for s in summaries], fontsize="small")
         ax.set_ylim(-0.7, len(summaries) - 0.3)
-        ax.set_xlabel(f"{metric} (higher is better)")
+        ax.set_xlabel(f"{metric} ({'lower' if lower_is_better(metric) else 'higher'} is better)")
         ax.set_title(bundle, fontsize="medium")
         ax.grid(axis="x", alpha=0.3)
         ax.legend(loc="lower right", fontsize="x-small")

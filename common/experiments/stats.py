@@ -3,7 +3,13 @@
 A *configuration* is (bundle, arch, stage1, stage2, strategy); its runs differ only by seed. Each configuration is
 compared with the *baseline* configuration (same bundle, arch, stage1 and stage2, strategy ``baseline``) over the
 seeds both ran: paired Student's t-test (two-sided) from 2 pairs, Wilcoxon signed-rank test from 6 pairs. No
-correction for multiple comparisons is applied; the leaderboard says so.
+correction for multiple comparisons is applied; the leaderboard says so, and it withholds p-values computed from
+fewer than :data:`MIN_PAIRS_REPORTED` pairs (with 2-4 seeds a p-value says next to nothing).
+
+Ranks follow each metric's direction (:func:`lower_is_better`: HD95, RMSE, losses, errors rank ascending), and a t
+interval of a bounded metric (AUC, Dice, IoU, accuracy, F1 ... in [0, 1]) is clipped to the metric's range, with
+``ci_clipped`` set so the report can flag it (two seeds give t(0.975, 1) = 12.7 times SD / sqrt 2: an AUC interval
+of [0.097, 1.014] was printed before).
 
 Every function here is pure: rows in, dataclasses out.
 """
@@ -31,6 +37,9 @@ __all__ = [
     "mean_std_ci",
     "paired_comparison",
     "rank_descending",
+    "rank_by",
+    "lower_is_better",
+    "metric_range",
     "median_run",
     "summarise",
 ]
@@ -41,6 +50,44 @@ REQUIRED_COLUMNS = ("cell", "bundle", "arch", "stage1", "stage2", "strategy", "s
 _DIFF_DECIMALS = 12
 MIN_PAIRS_TTEST = 2
 MIN_PAIRS_WILCOXON = 6
+#: below this many paired seeds the leaderboard shows no p-value (it says why instead)
+MIN_PAIRS_REPORTED = 5
+# Metric names by their parts (``test_mean_auc`` -> ``auc``): what is bounded to [0, 1], what ranks lower-first.
+_UNIT_INTERVAL = ("auc", "dice", "iou", "accuracy", "f1", "precision", "recall", "sensitivity", "specificity",
+                  "hit_rate", "pointing")
+_LOWER_BETTER = ("hd95", "hausdorff", "rmse", "mse", "mae", "loss", "error", "seconds")
+_NON_NEGATIVE = ("hd95", "hausdorff", "rmse", "mse", "mae", "seconds")
+
+
+def _parts(metric: str) -> set[str]:
+    parts = metric.lower().replace("-", "_").split("_")
+    return set(parts) | {"_".join(parts[i:i + 2]) for i in range(len(parts) - 1)}
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether a smaller ``metric`` is better (HD95, RMSE, losses, errors, times); AUC, Dice, etc. are not.
+
+    Example:
+        >>> lower_is_better("mean_hd95"), lower_is_better("mean_auc")
+        (True, False)
+    """
+    return bool(_parts(metric) & set(_LOWER_BETTER))
+
+
+def metric_range(metric: str) -> tuple[float, float] | None:
+    """The values ``metric`` can take: ``(0, 1)`` for AUC/Dice/IoU/accuracy-like, ``(0, inf)`` for distances and
+    errors, ``None`` when unknown (no clipping).
+
+    Example:
+        >>> metric_range("mean_dice"), metric_range("mean_hd95"), metric_range("kappa")
+        ((0.0, 1.0), (0.0, inf), None)
+    """
+    parts = _parts(metric)
+    if parts & set(_UNIT_INTERVAL):
+        return (0.0, 1.0)
+    if parts & set(_NON_NEGATIVE):
+        return (0.0, math.inf)
+    return None
 
 
 @dataclass(frozen=True)
@@ -80,7 +127,8 @@ class ConfigSummary:
     """Summary of one configuration's runs on one metric, as :func:`summarise` returns it.
 
     ``std`` is the sample SD (ddof=1), ``None`` for one run; ``ci_low`` / ``ci_high`` bound the 95% Student's t
-    interval of the mean, ``None`` for one run. ``rank`` is 1 for the best mean within (bundle, metric); equal means
+    interval of the mean, ``None`` for one run, clipped to :func:`metric_range` (``ci_clipped`` then ``True``).
+    ``rank`` is 1 for the best mean within (bundle, metric) in the metric's direction; equal means
     share the lowest rank. ``baseline`` names the strategy compared against, ``None`` for the baseline itself or
     when its group has no baseline configuration (then every comparison field is ``None`` too).
     """
@@ -105,6 +153,7 @@ class ConfigSummary:
     p_ttest: float | None = None
     p_wilcoxon: float | None = None
     comparison_note: str = ""
+    ci_clipped: bool = False
 
     @property
     def configuration(self) -> tuple[str, str, str, str, str]:
@@ -249,6 +298,16 @@ def rank_descending(means: Sequence[float]) -> list[int]:
     return ranks
 
 
+def rank_by(means: Sequence[float], higher_is_better: bool = True) -> list[int]:
+    """Ranks, 1 = best in the given direction; ties share the better rank (see :func:`rank_descending`).
+
+    Example:
+        >>> rank_by([3.0, 1.0, 2.0], higher_is_better=False)
+        [3, 1, 2]
+    """
+    return rank_descending(list(means) if higher_is_better else [-m for m in means])
+
+
 def median_run(runs: Sequence[Run]) -> Run:
     """The run whose value is the median; for an even count the lower of the two middle ones (ties: lower seed).
 
@@ -264,11 +323,17 @@ def median_run(runs: Sequence[Run]) -> Run:
 def _describe(runs: list[Run]) -> ConfigSummary:
     first = runs[0]
     mean, std, ci = mean_std_ci([run.value for run in runs])
+    clipped = False
+    bounds = metric_range(first.metric)
+    if ci is not None and bounds is not None:
+        low, high = max(ci[0], bounds[0]), min(ci[1], bounds[1])
+        clipped = (low, high) != ci
+        ci = (low, high)
     return ConfigSummary(
         bundle=first.bundle, arch=first.arch, stage1=first.stage1, stage2=first.stage2, strategy=first.strategy,
         metric=first.metric, runs=tuple(runs), n=len(runs), mean=mean, std=std,
         ci_low=None if ci is None else ci[0], ci_high=None if ci is None else ci[1],
-        mean_seconds=math.fsum(run.seconds for run in runs) / len(runs),
+        mean_seconds=math.fsum(run.seconds for run in runs) / len(runs), ci_clipped=clipped,
     )
 
 
@@ -303,8 +368,8 @@ def summarise(rows: Iterable[Mapping[str, Any]], baseline: str = "ft") -> list[C
     for key in described:
         by_board[key[:2]].append(key)
     summaries: list[ConfigSummary] = []
-    for keys in by_board.values():
-        ranks = rank_descending([described[key].mean for key in keys])
+    for (_, metric), keys in by_board.items():
+        ranks = rank_by([described[key].mean for key in keys], higher_is_better=not lower_is_better(metric))
         for key, rank in zip(keys, ranks, strict=True):
             base = described.get((*key[:5], baseline))
             summaries.append(_with_comparison(replace(described[key], rank=rank), base, baseline))

@@ -72,11 +72,11 @@ def test_board_table_rows() -> None:
     assert lines[2] == "| 1 | densenet121 | imagenet | medical | lp_ft | 1 | 0.7500 | n/a | n/a (no ft) |  |  | 2.0 h |"
     # lp_ft: SD of 0.73, 0.74, 0.78 is sqrt(0.0014 / 2) = 0.0265; CI half-width 4.3027 * 0.0265 / sqrt(3) = 0.0657.
     assert lines[3] == ("| 1 | densenet121 | imagenet | none | lp_ft | 3 | 0.7500 ± 0.0265 | [0.6843, 0.8157] "
-                        "| +0.0300 | 3 | 0.035 | 60 s |")
+                        "| +0.0300 | 3 | n/a (< 5 pairs) | 60 s |")  # 3 pairs: p (0.035) withheld
     assert lines[4] == ("| 3 | densenet121 | imagenet | none | ft | 3 | 0.7200 ± 0.0200 | [0.6703, 0.7697] "
                         "| baseline |  |  | 1.5 min |")
     assert lines[5].startswith("| 4 | densenet121 | imagenet | none | lp | 3 | 0.6200 ± 0.0200 |")
-    assert lines[5].endswith("| -0.1000 | 3 | n/a | 60 s |")
+    assert lines[5].endswith("| -0.1000 | 3 | n/a (< 5 pairs) | 60 s |")
 
 
 def test_wilcoxon_column_only_with_six_pairs() -> None:
@@ -92,7 +92,10 @@ def test_markdown_notes() -> None:
     text = format_leaderboard(summarise(ROWS), "Grid", roc_lines=["ROC here"])
     assert text.startswith("# Grid\n\n10 finished runs of 4 configurations on 1 bundle(s) (chest). Baseline strategy")
     assert "## chest · mean_auc" in text and "**No correction for multiple comparisons**" in text
-    assert "two-sided paired Student's t-test" in text
+    assert "two-sided paired Student's t-test, shown from 5 paired seeds on" in text
+    assert "and Wilcoxon signed-rank test" not in text  # no configuration has the 6 pairs it needs: not named
+    assert "- n/a (< 5 pairs): with fewer paired seeds a p-value is not meaningful" in text
+    assert "higher is better;" in text and "clipped" not in text
     assert "- n/a: with fewer than 2 seeds" in text and "- n/a (no ft):" in text
     assert "chest · mean_auc · densenet121 / imagenet / none / lp: every paired difference is -0.1" in text
     assert text.endswith("![Mean and 95% CI per configuration](leaderboard.png)\n\nROC here\n")
@@ -171,3 +174,35 @@ def test_write_leaderboard_refuses_no_rows(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no finished runs"):
         write_leaderboard([], tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_p_values_from_five_pairs_are_shown() -> None:
+    ft, lp_values = [0.50, 0.55, 0.52, 0.58, 0.54], [0.51, 0.60, 0.50, 0.66, 0.62]
+    rows = [row(f"f{s}", "ft", s, v) for s, v in enumerate(ft)] + [row(f"l{s}", "lp", s, v)
+                                                                   for s, v in enumerate(lp_values)]
+    lp = next(s for s in summarise(rows) if s.strategy == "lp")
+    expected = stats.ttest_rel(lp_values, ft).pvalue
+    assert 0.001 < expected < 1
+    assert format_board_table(summarise(rows)).splitlines()[2].endswith(f"| {lp.n_pairs} | {expected:.3f} | 60 s |")
+
+
+def test_lower_is_better_metrics_rank_ascending() -> None:
+    rows = [row("a", "ft", 0, 12.0, metric="mean_hd95"), row("b", "lp", 0, 3.0, metric="mean_hd95"),
+            row("c", "lp_ft", 0, 7.5, metric="mean_hd95")]
+    ranked = {s.strategy: s.rank for s in summarise(rows)}
+    assert ranked == {"lp": 1, "lp_ft": 2, "ft": 3}
+    text = format_leaderboard(summarise(rows), "Grid")
+    assert "higher is better, lower for mean_hd95" in text
+
+
+def test_a_bounded_metric_interval_is_clipped_and_flagged() -> None:
+    # two seeds: mean 0.555, SD 0.431 -> t(0.975, 1) * SD / sqrt 2 = 3.87: the raw interval leaves [0, 1]
+    rows = [row("a", "ft", 0, 0.25), row("b", "ft", 1, 0.86)]
+    summary = summarise(rows)[0]
+    mean, sd = 0.555, math.sqrt(((0.25 - 0.555) ** 2 + (0.86 - 0.555) ** 2) / 1)
+    half = stats.t.ppf(0.975, 1) * sd / math.sqrt(2)
+    assert mean - half < 0 and mean + half > 1
+    assert (summary.ci_low, summary.ci_high, summary.ci_clipped) == (0.0, 1.0, True)
+    assert "| [0.0000, 1.0000]* |" in format_board_table([summary])
+    assert "- *: the t interval left the metric's range and is clipped (mean_auc to [0, 1])" in format_leaderboard(
+        [summary], "Grid")

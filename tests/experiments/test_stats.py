@@ -193,3 +193,15 @@ def test_bad_rows_raise(rows: list[dict], match: str) -> None:
 def test_median_run(values: list[float], expected_seed: int) -> None:
     runs = parse_runs([row(f"c{s}", "ft", s, v) for s, v in enumerate(values)])
     assert median_run(runs).seed == expected_seed
+
+
+@pytest.mark.parametrize(("metric", "lower", "bounds"), [
+    ("mean_auc", False, (0.0, 1.0)), ("test_mean_dice", False, (0.0, 1.0)), ("mean_iou", False, (0.0, 1.0)),
+    ("mean_hd95", True, (0.0, math.inf)), ("rmse", True, (0.0, math.inf)), ("val_loss", True, None),
+    ("kappa", False, None),
+])
+def test_metric_direction_and_range(metric: str, lower: bool, bounds: tuple | None) -> None:
+    from common.experiments.stats import lower_is_better, metric_range, rank_by
+
+    assert lower_is_better(metric) is lower and metric_range(metric) == bounds
+    assert rank_by([0.2, 0.9, 0.5], higher_is_better=not lower) == ([1, 3, 2] if lower else [3, 1, 2])
