@@ -77,7 +77,7 @@ def random_transforms(transform: Any) -> list[str]:
 
 def _frozen_parameters(model: nn.Module, strategy: FinetuneStrategy) -> list[str]:
     if isinstance(strategy, CutoffLayer):
-        return split_at_layer(model, strategy.layer)[0]
+        return split_at_layer(model, strategy.layer, strategy.boundary)[0]
     if isinstance(strategy, LP):
         head = head_group(model)
         return [n for n, _ in model.named_parameters() if not head.owns(n)]

@@ -122,8 +122,9 @@ def test_disabled_cache_passes_images_through_and_allows_augmentation() -> None:
 @pytest.mark.parametrize(
     ("arch", "strategy", "match"),
     [("resnet18", FT(), "supports the LP and CutoffLayer strategies.*finetune is FT"),
-     ("resnet18", CutoffLayer("layer3.0.conv1"), r"inside 'layer3.0'.*Cut after layer3\.0 or layer2\.1 instead"),
-     ("densenet", CutoffLayer("features.denseblock4.denselayer1.conv2"),
+     ("resnet18", CutoffLayer("layer3.0.conv1", boundary="layer"),
+      r"inside 'layer3.0'.*Cut after layer3\.0 or layer2\.1 instead"),
+     ("densenet", CutoffLayer("features.denseblock4.denselayer1.conv2", boundary="layer"),
       r"inside 'features.denseblock4'.*Cut after features\.denseblock4 or features\.transition3\.conv instead")],
     ids=["ft", "cutoff-inside-resnet-block", "cutoff-inside-dense-block"],
 )

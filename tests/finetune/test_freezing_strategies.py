@@ -36,13 +36,19 @@ def test_surgical_unknown_group_lists_the_valid_ones(resnet: torch.nn.Module) ->
         Surgical(["layer9"]).param_groups(resnet, 0.1)
 
 
-def test_bitfit_trainable_set_is_biases_norms_and_head(resnet: torch.nn.Module) -> None:
-    optimizer = train_steps(resnet, BitFit(), steps=1)
+def test_bitfit_norm_trainable_set_is_biases_norms_and_head(resnet: torch.nn.Module) -> None:
+    optimizer = train_steps(resnet, BitFit(include_norm_weights=True), steps=1)
     trainable = {n for n, p in resnet.named_parameters() if p.requires_grad}
     expected = {n for n, _ in resnet.named_parameters() if "bn" in n or "downsample.1" in n or n.startswith("fc.")}
     assert trainable == expected
     assert sum(p.numel() for g in optimizer.param_groups for p in g["params"]) == sum(
         p.numel() for n, p in resnet.named_parameters() if n in expected)
+
+
+def test_bitfit_trainable_set_is_biases_and_head(resnet: torch.nn.Module) -> None:
+    train_steps(resnet, BitFit(), steps=1)
+    trainable = {n for n, p in resnet.named_parameters() if p.requires_grad}
+    assert trainable == {n for n, _ in resnet.named_parameters() if n.endswith(".bias") or n.startswith("fc.")}
 
 
 def test_cutoff_freezes_up_to_and_including_the_layer(resnet: torch.nn.Module) -> None:
