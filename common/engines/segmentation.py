@@ -25,9 +25,12 @@ from common.engines.collect import item_filename
 from common.errors import ConfigError, DataError
 from common.io import atomic_save, atomic_write_json
 from common.metrics.segmentation import (
+    HD95_MISSED_POLICIES,
     confusion_matrix,
     dice_iou_from_confusion,
+    dice_per_image_from_confusion,
     hd95_per_class,
+    image_diagonal,
     labels_from_scores,
     segmentation_metrics_from_confusion,
 )
@@ -87,6 +90,9 @@ class SegmentationReportHandler:
         ignore_index: the ignored truth label.
         title: report heading.
         reverse_indexing: arrays are ``(W, H)`` (MONAI ``LoadImage`` with ``PILReader`` default); transpose pictures.
+        hd95_missed: how an image whose truth or prediction lacks a class counts in HD95: ``"exclude"`` (mean over
+            finite values, missed cases counted) or ``"diagonal"`` (scored as the image diagonal); see
+            :mod:`common.metrics.segmentation`.
 
     Example:
         >>> SegmentationReportHandler("eval/test", ["tumor", "stroma"]).attach(evaluator)  # doctest: +SKIP
@@ -102,12 +108,16 @@ class SegmentationReportHandler:
         ignore_index: int = 0,
         title: str = "Segmentation evaluation",
         reverse_indexing: bool = False,
+        hd95_missed: str = "exclude",
     ) -> None:
+        if hd95_missed not in HD95_MISSED_POLICIES:
+            raise ConfigError(f"unknown hd95_missed {hd95_missed!r}; choose from: {', '.join(HD95_MISSED_POLICIES)}")
         if (mean is None) != (std is None):
             raise ConfigError(f"give both mean and std to undo normalisation, or neither; found {mean} and {std}")
         self.output_dir, self.class_names = Path(output_dir), list(class_names)
         self.n_overlays, self.mean, self.std = int(n_overlays), mean, std
         self.ignore_index, self.title, self.reverse_indexing = int(ignore_index), title, bool(reverse_indexing)
+        self.hd95_missed = hd95_missed
         self.metrics: dict[str, Any] | None = None
         self.reset()
 
@@ -122,6 +132,8 @@ class SegmentationReportHandler:
         k = len(self.class_names)
         self.confusion = np.zeros((k, k), dtype=np.int64)
         self.hd95_rows: list[list[float | None]] = []
+        self.dice_rows: list[list[float | None]] = []
+        self.diagonals: list[float] = []
         self.overlays: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
 
     def collect(self, engine: Engine) -> None:
@@ -129,8 +141,11 @@ class SegmentationReportHandler:
         k = len(self.class_names)
         for item in _decollated(engine, "SegmentationReportHandler"):
             pred, truth = labels_from_scores(item["pred"], k), _label_map(item["label"])
-            self.confusion += confusion_matrix(pred, truth, k, self.ignore_index)
+            image_confusion = confusion_matrix(pred, truth, k, self.ignore_index)
+            self.confusion += image_confusion
+            self.dice_rows.append(dice_per_image_from_confusion(image_confusion))
             self.hd95_rows.append(hd95_per_class(pred, truth, k, self.ignore_index))
+            self.diagonals.append(image_diagonal(truth.shape))
             if len(self.overlays) < self.n_overlays and pred.ndim == 2:
                 rgb = _image_to_rgb(item["image"], self.mean, self.std)
                 if self.reverse_indexing:
@@ -141,7 +156,8 @@ class SegmentationReportHandler:
     def completed(self, engine: Engine) -> None:
         """Compute the metrics and write the report folder."""
         self.metrics = segmentation_metrics_from_confusion(
-            self.confusion, self.hd95_rows, self.class_names, self.ignore_index
+            self.confusion, self.hd95_rows, self.class_names, self.ignore_index,
+            dice_rows=self.dice_rows, diagonals=self.diagonals, hd95_missed=self.hd95_missed,
         )
         write_segmentation_report(self.metrics, self.output_dir, self.overlays, self.class_names, self.title)
         logger.info("segmentation report written to %s\n%s", self.output_dir, format_segmentation_table(self.metrics))

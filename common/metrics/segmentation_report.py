@@ -67,24 +67,39 @@ def colorize_labels(labels: np.ndarray, palette: np.ndarray, ignore_index: int =
     return palette[shown]
 
 
+def _hd95_rule(metrics: dict[str, Any]) -> str:
+    """One sentence saying how missed HD95 cases (class in only one of truth and prediction) were counted."""
+    missed = metrics.get("hd95_missed_images", 0)
+    if metrics.get("hd95_missed") == "diagonal":
+        return (f"{missed} image-class cases with the class in only one of truth and prediction (MONAI: HD95 = inf) "
+                "are scored as the image diagonal")
+    return (f"{missed} image-class cases with the class in only one of truth and prediction (MONAI: HD95 = inf) "
+            "are left out of the mean and counted in the *HD95 missed* column")
+
+
 def format_segmentation_table(metrics: dict[str, Any]) -> str:
     """Markdown table of :func:`~common.metrics.compute_segmentation_metrics` output, one row per class, and the means.
 
     Example:
         >>> print(format_segmentation_table(metrics))  # doctest: +SKIP
     """
-    lines = ["| Class | Label | Dice | IoU | HD95 (px) | Truth pixels | Predicted pixels |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| Class | Label | Dice (pooled) | Dice (per-image mean) | IoU | HD95 (px) | HD95 missed | Truth pixels "
+             "| Predicted pixels |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for e in metrics["per_class"]:
         name = e["name"].replace("|", "\\|")
-        lines.append(f"| {name} | {e['label']} | {_fmt(e['dice'])} | {_fmt(e['iou'])} | {_fmt(e['hd95'], 2)} "
+        lines.append(f"| {name} | {e['label']} | {_fmt(e['dice'])} | {_fmt(e.get('dice_per_image'))} "
+                     f"| {_fmt(e['iou'])} | {_fmt(e['hd95'], 2)} | {e.get('hd95_missed_images', 0)} "
                      f"| {e['support']} | {e['predicted']} |")
     n_defined = len(metrics["class_names"]) - len(metrics["undefined_classes"])
     lines += [
         "",
-        f"- Mean Dice over {n_defined} classes: {_fmt(metrics['mean_dice'])}",
-        f"- Mean IoU: {_fmt(metrics['mean_iou'])}",
-        f"- Mean HD95 (pixels, classes present in both truth and prediction): {_fmt(metrics['mean_hd95'], 2)}",
+        f"- Mean Dice over {n_defined} classes, pixels pooled over all images: {_fmt(metrics['mean_dice'])}",
+        f"- Mean Dice per image (MONAI DiceMetric, include_background=True, ignore_empty=True, reduction=\"mean\": "
+        f"each image over the classes its truth holds, then over images): {_fmt(metrics.get('mean_dice_per_image'))}",
+        f"- Mean IoU (pooled): {_fmt(metrics['mean_iou'])}",
+        f"- Mean HD95 (pixels; hd95_missed=\"{metrics.get('hd95_missed', 'exclude')}\"): "
+        f"{_fmt(metrics['mean_hd95'], 2)}; {_hd95_rule(metrics)}",
         f"- Pixel accuracy: {_fmt(metrics['pixel_accuracy'], 4)}",
         f"- Images: {metrics['n_images']}; counted pixels: {metrics['n_pixels']} "
         f"(label {metrics['ignore_index']} = not annotated, ignored)",

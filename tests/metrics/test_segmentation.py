@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
+import warnings
 
 import numpy as np
 import pytest
 import torch
+from monai.metrics import DiceMetric, compute_hausdorff_distance
+from scipy.ndimage import binary_erosion, distance_transform_edt
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
 from common.errors import ConfigError, DataError
@@ -81,12 +85,113 @@ def test_hd95_single_pixels_three_apart() -> None:
 
 
 @pytest.mark.parametrize(
-    ("pred", "target"),
-    [([[2, 2]], [[1, 2]]), ([[1, 2]], [[2, 2]]), ([[1, 2]], [[0, 2]])],
-    ids=["absent-in-pred", "absent-in-truth", "truth-only-ignored"],
+    ("pred", "target"), [([[2, 2]], [[1, 2]]), ([[1, 2]], [[2, 2]])], ids=["absent-in-pred", "absent-in-truth"]
 )
-def test_hd95_none_when_class_absent(pred: list, target: list) -> None:
-    assert hd95(pred, target, 1, ignore_mask=np.asarray(target) == 0) is None
+def test_hd95_is_inf_when_class_missed_like_monai_hausdorff(pred: list, target: list) -> None:
+    # MONAI's plain Hausdorff distance (no percentile) of an empty mask against a non-empty one is inf.
+    p, t = (torch.tensor(np.asarray(a) == 1)[None, None] for a in (pred, target))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert math.isinf(float(compute_hausdorff_distance(p, t, include_background=True)))
+    assert hd95(pred, target, 1, ignore_mask=np.asarray(target) == 0) == math.inf
+
+
+def test_hd95_none_when_class_absent_from_both_after_masking() -> None:
+    assert hd95([[1, 2]], [[0, 2]], 1, ignore_mask=np.array([[True, False]])) is None
+
+
+def _scipy_hd95(pred: np.ndarray, truth: np.ndarray) -> float | None:
+    """Independent HD95: edges = mask minus its erosion; max of the two directed 95th percentiles (scipy EDT)."""
+    if not pred.any() and not truth.any():
+        return None
+    if not pred.any() or not truth.any():
+        return math.inf
+    edges_p, edges_t = pred ^ binary_erosion(pred), truth ^ binary_erosion(truth)
+    to_truth = distance_transform_edt(~edges_t)[edges_p]
+    to_pred = distance_transform_edt(~edges_p)[edges_t]
+    return float(max(np.percentile(to_truth, 95), np.percentile(to_pred, 95)))
+
+
+# Three images with misses: in C stroma (2) is in the truth only; in D stroma is predicted only; E is random blobs.
+TARGET_C, PRED_C = np.array([[1, 1, 2], [1, 2, 2], [0, 1, 1]]), np.array([[1, 1, 1], [1, 1, 1], [2, 1, 1]])
+TARGET_D, PRED_D = np.array([[1, 1, 1, 1]]), np.array([[1, 1, 2, 1]])
+_RNG = np.random.default_rng(3)
+TARGET_E = np.kron(_RNG.integers(0, 3, size=(4, 5)), np.ones((3, 3), dtype=np.int64))
+PRED_E = np.kron(_RNG.integers(1, 3, size=(4, 5)), np.ones((3, 3), dtype=np.int64))
+MISSED = ([PRED_C, PRED_D, PRED_E], [TARGET_C, TARGET_D, TARGET_E])
+
+
+def _independent_hd95(hd95_missed: str) -> tuple[list[float | None], list[int]]:
+    """Per class: HD95 mean by the policy, and the number of missed cases, from :func:`_scipy_hd95`."""
+    means, missed = [], []
+    for label in (1, 2):
+        scored, n_missed = [], 0
+        for pred, target in zip(*MISSED, strict=True):
+            keep = target != 0
+            value = _scipy_hd95((pred == label) & keep, (target == label) & keep)
+            if value is None:
+                continue
+            if math.isinf(value):
+                n_missed += 1
+                if hd95_missed == "exclude":
+                    continue
+                value = math.hypot(*target.shape)
+            scored.append(value)
+        means.append(float(np.mean(scored)) if scored else None)
+        missed.append(n_missed)
+    return means, missed
+
+
+def test_hd95_matches_scipy_on_blobs() -> None:
+    for label in (1, 2):
+        keep = TARGET_E != 0
+        expected = _scipy_hd95((PRED_E == label) & keep, (TARGET_E == label) & keep)
+        assert hd95(PRED_E, TARGET_E, label, ignore_mask=~keep) == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("hd95_missed", ["exclude", "diagonal"], ids=["exclude", "diagonal"])
+def test_missed_classes_are_counted_not_dropped(hd95_missed: str) -> None:
+    metrics = compute_segmentation_metrics(*MISSED, ["tumor", "stroma"], hd95_missed=hd95_missed)
+    json.dumps(metrics, allow_nan=False)
+    means, missed = _independent_hd95(hd95_missed)
+    assert [e["hd95_missed_images"] for e in metrics["per_class"]] == missed
+    assert missed[1] == 2  # C (truth only) and D (prediction only); the old code dropped both silently
+    assert metrics["hd95_missed_images"] == sum(missed) and metrics["hd95_missed"] == hd95_missed
+    for entry, expected in zip(metrics["per_class"], means, strict=True):
+        assert entry["hd95"] == pytest.approx(expected, abs=1e-6)
+    n_stroma = 3 if hd95_missed == "diagonal" else 1
+    assert metrics["per_class"][1]["hd95_images"] == n_stroma
+    assert metrics["mean_hd95"] == pytest.approx(np.mean(means), abs=1e-6)
+
+
+def test_diagonal_penalty_hand_value() -> None:
+    # Stroma: missed in C (3x3: diagonal sqrt(18)) and in D (1x4: sqrt(17)); absent from both only nowhere.
+    metrics = compute_segmentation_metrics(MISSED[0][:2], MISSED[1][:2], ["tumor", "stroma"], hd95_missed="diagonal")
+    assert metrics["per_class"][1]["hd95"] == pytest.approx((math.sqrt(18) + math.sqrt(17)) / 2)
+
+
+def _onehot(labels: np.ndarray, keep: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.stack([(labels == c) & keep for c in (1, 2)])[None].astype(np.float32))
+
+
+def test_dice_per_image_matches_monai_dice_metric() -> None:
+    per_class = DiceMetric(include_background=True, reduction="mean_batch", ignore_empty=True)
+    overall = DiceMetric(include_background=True, reduction="mean", ignore_empty=True)
+    for pred, target in zip(*MISSED, strict=True):
+        keep = target != 0
+        for metric in (per_class, overall):
+            metric(_onehot(pred, keep), _onehot(target, keep))
+    metrics = compute_segmentation_metrics(*MISSED, ["tumor", "stroma"])
+    expected = per_class.aggregate().tolist()
+    assert [e["dice_per_image"] for e in metrics["per_class"]] == pytest.approx(expected, abs=1e-6)
+    assert metrics["mean_dice_per_image"] == pytest.approx(float(overall.aggregate()), abs=1e-6)
+    assert [e["dice_images"] for e in metrics["per_class"]] == [3, int((TARGET_E == 2).any()) + 1]
+    assert metrics["mean_dice_per_image"] != pytest.approx(metrics["mean_dice"], abs=1e-3)
+
+
+def test_unknown_hd95_policy_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"unknown hd95_missed 'penalty'; choose from: exclude, diagonal"):
+        compute_segmentation_metrics(*MISSED, ["tumor", "stroma"], hd95_missed="penalty")
 
 
 def test_compute_segmentation_metrics_hand_values() -> None:
@@ -97,6 +202,12 @@ def test_compute_segmentation_metrics_hand_values() -> None:
     assert [e["support"] for e in metrics["per_class"]] == [4, 2, 2, 0]
     assert [e["predicted"] for e in metrics["per_class"]] == [4, 3, 1, 0]
     assert [e["hd95_images"] for e in metrics["per_class"]] == [2, 1, 1, 0]
+    assert [e["hd95_missed_images"] for e in metrics["per_class"]] == [0, 0, 0, 0]
+    # Per image (MONAI ignore_empty): tumor A 2/4, B 1; stroma A 4/5 (B has no stroma truth); necrosis A 2/3.
+    expected_per_image = [(2 / 4 + 1) / 2, 4 / 5, 2 / 3, None]
+    for entry, value in zip(metrics["per_class"], expected_per_image, strict=True):
+        assert entry["dice_per_image"] == (None if value is None else pytest.approx(value))
+    assert metrics["mean_dice_per_image"] == pytest.approx(np.mean([np.mean([2 / 4, 4 / 5, 2 / 3]), 1]))
     for entry, dice, iou, distance in zip(metrics["per_class"], DICE, IOU, HD95, strict=True):
         for key, value in (("dice", dice), ("iou", iou), ("hd95", distance)):
             assert entry[key] == (None if value is None else pytest.approx(value, abs=1e-6)), (entry["name"], key)

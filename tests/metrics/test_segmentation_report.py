@@ -60,10 +60,14 @@ def test_report_without_overlays_has_no_overlay_folder(tmp_path: Path, metrics: 
 
 def test_table_rows_and_means(metrics: dict) -> None:
     text = format_segmentation_table(metrics)
-    # tumor: TP 6, FP 1 (truth stroma at (1, 1)), FN 0 -> Dice 12/13, IoU 6/7; fat only predicted where ignored.
-    assert "| tumor | 1 | 0.923 | 0.857 |" in text
-    assert "| fat | 3 | n/a | n/a | n/a | 0 | 0 |" in text
-    assert "- Mean Dice over 2 classes:" in text
+    # tumor: TP 6, FP 1 (truth stroma at (1, 1)), FN 0 -> Dice 12/13 (one image: per-image equals pooled), IoU 6/7;
+    # fat only predicted where ignored: undefined, and not a missed case.
+    assert "| Class | Label | Dice (pooled) | Dice (per-image mean) | IoU | HD95 (px) | HD95 missed |" in text
+    assert "| tumor | 1 | 0.923 | 0.923 | 0.857 |" in text
+    assert "| fat | 3 | n/a | n/a | n/a | n/a | 0 | 0 | 0 |" in text
+    assert "- Mean Dice over 2 classes, pixels pooled over all images:" in text
+    assert '- Mean HD95 (pixels; hd95_missed="exclude"): ' in text
+    assert "0 image-class cases with the class in only one of truth and prediction" in text
     assert "(excluded from the means): fat" in text
 
 
@@ -115,3 +119,42 @@ def test_failed_write_leaves_previous_report(tmp_path: Path, metrics: dict, monk
     assert sorted(p.name for p in out.iterdir()) == ["metrics.json"]
     assert (out / "metrics.json").read_text() == '{"old": true}\n'
     assert sorted(p.name for p in tmp_path.iterdir()) == ["eval"]
+
+
+# Two images: stroma is in the first truth but never predicted there (a missed HD95 case); the second is perfect.
+MISSED_TRUTH = [np.array([[1, 2], [1, 2]]), np.array([[1, 2, 2]])]
+MISSED_PRED = [np.array([[1, 1], [1, 1]]), np.array([[1, 2, 2]])]
+
+
+@pytest.mark.parametrize(
+    ("hd95_missed", "stroma_cells", "rule"),
+    [
+        ("exclude", "| 0.00 | 1 |", "left out of the mean and counted in the *HD95 missed* column"),
+        # Diagonal of the 2x2 image sqrt(8) = 2.83 and the perfect 0.0 -> mean 1.41.
+        ("diagonal", "| 1.41 | 1 |", "are scored as the image diagonal"),
+    ],
+    ids=["exclude", "diagonal"],
+)
+def test_report_states_missed_hd95_rule_and_count(
+    tmp_path: Path, hd95_missed: str, stroma_cells: str, rule: str
+) -> None:
+    metrics = compute_segmentation_metrics(MISSED_PRED, MISSED_TRUTH, ["tumor", "stroma"], hd95_missed=hd95_missed)
+    out = write_segmentation_report(metrics, tmp_path / "eval")
+    text = (out / "report.md").read_text()
+    stroma_row = next(line for line in text.splitlines() if line.startswith("| stroma |"))
+    assert stroma_cells in stroma_row
+    assert f'hd95_missed="{hd95_missed}"' in text and rule in text
+    assert "1 image-class cases with the class in only one of truth and prediction (MONAI: HD95 = inf)" in text
+    # Per-image stroma Dice: image 1 is 0 (missed), image 2 is 1 -> 0.5; pooled: TP 2, FN 2 -> 4/6.
+    assert "| stroma | 2 | 0.667 | 0.500 |" in stroma_row
+    saved = json.loads((out / "metrics.json").read_text())
+    assert (saved["hd95_missed"], saved["hd95_missed_images"]) == (hd95_missed, 1)
+    assert saved["per_class"][1]["hd95_missed_images"] == 1
+    assert saved["mean_dice_per_image"] == metrics["mean_dice_per_image"]
+
+
+def test_table_reads_metrics_written_before_per_image_dice(metrics: dict) -> None:
+    old = {k: v for k, v in metrics.items() if k not in ("mean_dice_per_image", "hd95_missed", "hd95_missed_images")}
+    old["per_class"] = [{k: v for k, v in e.items() if k not in ("dice_per_image", "hd95_missed_images")}
+                        for e in metrics["per_class"]]
+    assert "| tumor | 1 | 0.923 | n/a | 0.857 |" in format_segmentation_table(old)
