@@ -8,7 +8,8 @@ features the same way).
 
 How it plugs into a bundle (``configs/finetune/lp_cached.json``, ``cutoff_cached.json``):
 
-* :class:`FrozenFeatureCache` cuts ``@network`` at a sequential boundary
+* :class:`FrozenFeatureCache` cuts ``@network`` at a sequential boundary (a cut-off layer's whole forward-pass block
+  is frozen with it by default, so every layer gives one)
   (:func:`common.networks.sequential.split_sequential`) into a frozen ``trunk`` and a trainable ``top``
   that share the network's modules. The trainer gets ``trainer_network`` (the top), so
   ``CheckpointSaver`` on ``@network`` still writes the FULL state dict, with the trained head, that
@@ -91,9 +92,10 @@ class FrozenFeatureCache:
 
     The cut follows the strategy: :class:`~common.finetune.LP` freezes everything but the head, so the
     trunk ends with the pooled features (DenseNet-121: 1024 values); :class:`~common.finetune.CutoffLayer`
-    freezes up to its layer, which must be a sequential boundary of the network (for DenseNet-121 the
-    default ``conv5_block16_2_conv`` is the last layer of ``features.denseblock4``, so the cut lies after
-    that block and ``features.norm5`` + the classifier train on 1024 x 7 x 7 maps at 224 px).
+    freezes up to the end of the forward-pass block holding its layer (its default ``boundary="block"``: any layer
+    gives a sequential boundary; with ``boundary="layer"`` the layer must itself end one). For DenseNet-121 the
+    default ``conv5_block16_2_conv`` is the last layer of ``features.denseblock4``, so the cut lies after that
+    block and ``features.norm5`` + the classifier train on 1024 x 7 x 7 maps at 224 px.
 
     Args:
         network: the bundle's ``@network`` (a registered torchvision classifier, not DDP-wrapped).
@@ -102,8 +104,8 @@ class FrozenFeatureCache:
             :class:`CachedFeatureDataset` passes images through): the bundle's ``cache_features`` key.
 
     Raises:
-        ConfigError: another strategy, a DDP-wrapped network, or a cut-off layer that is not at a
-            sequential boundary (the message lists the nearest valid layers).
+        ConfigError: another strategy, a DDP-wrapped network, or (``boundary="layer"``) a cut-off layer that
+            is not at a sequential boundary (the message lists the nearest valid layers).
 
     Example:
         >>> import torchvision
