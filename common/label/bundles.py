@@ -13,6 +13,7 @@ the file changes (a finished ``/train`` writes it atomically).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -35,6 +36,19 @@ __all__ = ["CLASSIFICATION", "SEGMENTATION", "LabelBundle", "NotTrainedError", "
 CLASSIFICATION = "classification"
 SEGMENTATION = "segmentation"
 _CLASSIFICATION_FORMATS = ("multilabel", "binary", "classification", "multiclass")
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_of(path: str, mtime_ns: int, size: int) -> str:
+    """sha256 of ``path`` as it was at (``mtime_ns``, ``size``): ``/info`` and active learning ask for the model
+    version on every request, and hashing a 28 MB DenseNet file each time would be wasted I/O."""
+    return file_sha256(path)
+
+
+def model_version(path: Path) -> str:
+    """sha256 of the model file, hashed once per (modification time, size)."""
+    stat = path.stat()
+    return _sha256_of(str(path), stat.st_mtime_ns, stat.st_size)
 
 
 class NotTrainedError(WeightsError):
@@ -121,15 +135,16 @@ class LabelBundle:
 
     def version(self) -> str | None:
         """sha256 of ``models/model.pt`` (``None`` when not trained): the key for per-model caches."""
-        return file_sha256(self.model_path) if self.trained else None
+        return model_version(self.model_path) if self.trained else None
 
-    def thresholds(self) -> tuple[list[float], str]:
+    def thresholds(self, class_names: list[str] | None = None) -> tuple[list[float], str]:
         """Per-class decision thresholds and where they come from.
 
         The evaluation's validation-chosen thresholds (``eval/metrics.json``, Youden's J) when that report is
-        newer than the model; otherwise 0.5 for every class, saying why.
+        newer than the model; otherwise 0.5 for every class, saying why. ``class_names``: the served model's,
+        when the caller has them (saves reading the card again).
         """
-        names = self.class_names()
+        names = class_names if class_names is not None else self.class_names()
         report = self.root / "eval" / "metrics.json"
         if not report.is_file():
             return [0.5] * len(names), "0.5 (no evaluation of this model yet)"
@@ -239,7 +254,7 @@ class Predictor:
             "amp": bool(parser.get_parsed_content("amp")),
             "class_names": class_names,
         }
-        self._stamp, self.version = stamp, file_sha256(self.bundle.model_path)
+        self._stamp, self.version = stamp, model_version(self.bundle.model_path)
         return self._parts
 
     def scores(self, image: str | os.PathLike) -> tuple[np.ndarray, list[str]]:

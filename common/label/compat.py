@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--site-dir", default=None,
                         help=f"site-packages folder to write {PTH_NAME} into (default: this interpreter's)")
     args = parser.parse_args(argv)
-    print(f"wrote {write_pth(args.site_dir)}")
+    sys.stdout.write(f"wrote {write_pth(args.site_dir)}\n")
     return 0
 
 

@@ -94,7 +94,7 @@ class BundleInferTask(InferTask):
         try:
             if self.bundle.kind == CLASSIFICATION:
                 probabilities, names = self.predictor.scores(image)
-                thresholds, source = self.bundle.thresholds()
+                thresholds, source = self.bundle.thresholds(names)
                 result = classification_result(probabilities, names, thresholds, source)
                 file = None
             else:

@@ -73,8 +73,9 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("MONAI_LABEL_DATASTORE_AUTO_RELOAD", "false")
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     url = f"http://{shown}:{args.port}"
-    print(f"medxfer MONAI Label server: {url}  (API docs: {url}/docs; stop with Ctrl-C)\ntry:\n{curl_examples(url)}",
-          flush=True)
+    sys.stdout.write(f"medxfer MONAI Label server: {url}  (API docs: {url}/docs; stop with Ctrl-C)\n"
+                     f"try:\n{curl_examples(url)}\n")
+    sys.stdout.flush()
     from monailabel.main import Main
 
     sys.argv = ["monailabel", *start_server_argv(args)]

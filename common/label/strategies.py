@@ -20,6 +20,7 @@ import logging
 import random
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -100,7 +101,7 @@ class Uncertainty(Strategy):
         self._lock = threading.Lock()
 
     @staticmethod
-    def _cache_file(bundle: LabelBundle) -> Any:
+    def _cache_file(bundle: LabelBundle) -> Path:
         return bundle.root / "uncertainty.json"
 
     def _read_cache(self, bundle: LabelBundle, version: str) -> dict[str, float]:

@@ -8,6 +8,8 @@ import pytest
 
 pytest.importorskip("monailabel", reason="MONAI Label is not installed (requirements-label.txt)")
 
+from fastapi import HTTPException  # noqa: E402
+
 from common.bundle_runner import run_bundle  # noqa: E402
 from common.label.bundles import LabelBundle, discover_bundles  # noqa: E402
 from tests.bundles.conftest import (  # noqa: E402, F401 (shared session fixtures)
@@ -25,6 +27,15 @@ CHEST_TINY = {"pretrained": "none", "image_size": 32, "epochs": 1, "batch_size":
               "num_workers": 0}
 UNET_TINY = {"pretrained": "none", "patch_size": 64, "samples_per_image": 2, "batch_size": 4, "epochs": 1,
              "val_batch_size": 4, "sw_batch_size": 2, "num_workers": 0}
+
+
+def refused(call: object, *args: object) -> str:
+    """Call ``call(*args)``, expect a one-line 400 and return its detail."""
+    with pytest.raises(HTTPException) as caught:
+        call(*args)  # type: ignore[operator]
+    assert caught.value.status_code == 400
+    assert "\n" not in caught.value.detail
+    return caught.value.detail
 
 
 def train_into(bundle: LabelBundle, dataset_dir: Path, **override: object) -> None:

@@ -16,6 +16,7 @@ from PIL import Image  # noqa: E402
 
 from common.label.bundles import LabelBundle, discover_bundles  # noqa: E402
 from common.label.datastore import MedxferDatastore  # noqa: E402
+from tests.label.conftest import refused  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 CHEST = "chest_xray_classification"
@@ -63,14 +64,6 @@ def label_json(tmp_path: Path, content: object, name: str = "label.json") -> str
 
 def mask(codes: tuple[int, ...] = (0, 1, 2, 5), shape: tuple[int, int] = HISTO_HW) -> np.ndarray:
     return np.resize(np.array(codes, dtype=np.uint8), shape)
-
-
-def refused(call: object, *args: object) -> str:
-    with pytest.raises(HTTPException) as caught:
-        call(*args)  # type: ignore[operator]
-    assert caught.value.status_code == 400
-    assert "\n" not in caught.value.detail
-    return caught.value.detail
 
 
 # -- classification labels ------------------------------------------------------------------------------------------

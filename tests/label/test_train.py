@@ -11,7 +11,6 @@ import pytest
 
 pytest.importorskip("monailabel", reason="MONAI Label is not installed (requirements-label.txt)")
 
-from fastapi import HTTPException  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from common.errors import ConfigError  # noqa: E402
@@ -19,6 +18,7 @@ from common.label.bundles import LabelBundle, discover_bundles  # noqa: E402
 from common.label.datastore import MedxferDatastore  # noqa: E402
 from common.label.train import STATS_FILE, BundleTrainTask, split_items  # noqa: E402
 from common.networks.checkpoint_card import file_sha256, read_card  # noqa: E402
+from tests.label.conftest import refused  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 CHEST = "chest_xray_classification"
@@ -56,14 +56,6 @@ def make_studies(folder: Path, bundles: dict[str, LabelBundle], n_chest: int = 6
 def fresh(tmp_path: Path) -> dict[str, LabelBundle]:
     """Untrained chest and UNet bundles in an empty workspace."""
     return discover_bundles(REPO / "bundles", tmp_path / "workspace", [CHEST, UNET])
-
-
-def refused(call: object, *args: object) -> str:
-    with pytest.raises(HTTPException) as caught:
-        call(*args)  # type: ignore[operator]
-    assert caught.value.status_code == 400
-    assert "\n" not in caught.value.detail
-    return caught.value.detail
 
 
 # -- split ----------------------------------------------------------------------------------------------------------
