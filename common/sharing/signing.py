@@ -9,10 +9,12 @@ of the raw 32-byte public key.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -136,3 +138,18 @@ def verify_signature(folder: str | os.PathLike, trusted_keys: str | os.PathLike)
     except InvalidSignature as exc:
         raise SignatureError(f"{SIGNATURE}: does not match {MANIFEST} (altered after signing, or forged)") from exc
     return kid
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``python -m common.sharing keygen``."""
+    parser.add_argument("--output", required=True, type=Path, help="folder for <name>.key and <name>.pub")
+    parser.add_argument("--name", default="medxfer", help="file name stem of the pair (default medxfer)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """``keygen``: write the pair, say where, and which file to hand to receiving sites."""
+    private_path, public_path = keygen(args.output, args.name)
+    public_key = serialization.load_pem_public_key(public_path.read_bytes())
+    sys.stdout.write(f"wrote {private_path} (private: keep it here, mode 0600) and {public_path} "
+                     f"(public, key id {key_id(public_key)}: give it to receiving sites' trusted-keys folder)\n")
+    return 0
