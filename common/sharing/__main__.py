@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from common.errors import DEBUG_ENV, run_command
+from common.sharing.errors import VerificationError
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "VERBS", "build_parser", "main"]
 
@@ -28,6 +29,7 @@ VERBS: dict[str, tuple[str, str]] = {
                "common.sharing.verify"),
     "audit": ("list every expression, _target_ and import in a bundle's configs and flag unsafe ones",
               "common.sharing.audit"),
+    "index": ("write the index.json of a folder registry of bundle archives", "common.sharing.registry"),
     "fetch": ("download a bundle from a folder registry, an http(s) URL or the Hugging Face Hub, then verify it",
               "common.sharing.fetch"),
     "run": ("run a received bundle with monai.bundle run, refused when its audit flags anything",
@@ -64,11 +66,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run_verb(args: argparse.Namespace) -> int:
+    """Run the verb; a refused bundle (:class:`VerificationError`) prints its report and one line, status 1."""
+    try:
+        return args.run(args)
+    except VerificationError as exc:
+        if exc.report is not None and hasattr(exc.report, "to_text"):
+            sys.stdout.write(exc.report.to_text() + "\n")
+        sys.stdout.flush()
+        sys.stderr.write(f"refused: {exc}\n")
+        return EXIT_FAILED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the verb; returns the process exit status."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    return run_command(lambda: args.run(args), debug=args.debug)
+    return run_command(lambda: _run_verb(args), debug=args.debug)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from common.errors import MedxferError
 
-__all__ = ["IntegrityError", "PackError", "SharingError", "SignatureError", "UnsafeArchiveError"]
+__all__ = ["IntegrityError", "PackError", "SharingError", "SignatureError", "UnsafeArchiveError", "VerificationError"]
 
 
 class SharingError(MedxferError, ValueError):
@@ -25,3 +25,14 @@ class SignatureError(SharingError):
 
 class PackError(SharingError):
     """A bundle cannot be packed as asked (missing model, version already released, ...)."""
+
+
+class VerificationError(SharingError):
+    """A received bundle failed verification or its audit; ``report`` holds the full report when there is one.
+
+    The sharing verbs exit with status 1 (not 2) on this error: the input was read, and it was refused.
+    """
+
+    def __init__(self, message: str, report: object = None) -> None:
+        super().__init__(message)
+        self.report = report
