@@ -107,9 +107,9 @@ def site_settings(bundle_dir: str | os.PathLike, site: dict[str, Any], where: st
     return dict(settings)
 
 
-def _reorder(label: Any, site_index: dict[str, int], bundle_classes: list[str], where: str) -> list[Any]:
-    if not isinstance(label, list) or len(label) != len(site_index):
-        raise ConfigError(f"{where}: label {label!r} has not the {len(site_index)} values of labels.names")
+def _reorder(label: Any, site_index: dict[str, int], n_site: int, bundle_classes: list[str], where: str) -> list[Any]:
+    if not isinstance(label, list) or len(label) != n_site:
+        raise ConfigError(f"{where}: label {label!r} has not the {n_site} values of labels.names")
     out: list[Any] = []
     for name in bundle_classes:
         value = label[site_index[name]] if name in site_index else None
@@ -140,7 +140,8 @@ def remap_datalist(datalist: str | os.PathLike, site: dict[str, Any], bundle_cla
             continue
         for index, item in enumerate(items):
             if isinstance(item, dict) and "label" in item:
-                item["label"] = _reorder(item["label"], site_index, bundle_classes, f"{datalist} {split}[{index}]")
+                item["label"] = _reorder(item["label"], site_index, len(to_bundle), bundle_classes,
+                                         f"{datalist} {split}[{index}]")
     atomic_write_json(output, content)
     return {"mapped": {b: s for s, b in to_bundle.items() if b in bundle_classes},
             "unknown_at_site": [c for c in bundle_classes if c not in site_index],
