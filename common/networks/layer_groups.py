@@ -56,7 +56,9 @@ def _vgg(model: nn.Module) -> list[LayerGroup]:
         if isinstance(layer, nn.MaxPool2d):
             groups.append(LayerGroup(f"block{len(groups) + 1}", tuple(current)))
             current = []
-    hidden = tuple(f"classifier.{i}" for i, m in enumerate(model.classifier) if isinstance(m, nn.Linear))[:-1]
+    # Every classifier module before the head (Linear, ReLU and Dropout): freezing "fc" then holds its dropouts
+    # in eval mode too, as the reference linear probe runs the whole frozen part (common.finetune.freezing).
+    hidden = tuple(f"classifier.{i}" for i in range(len(model.classifier) - 1))
     return [*groups, LayerGroup("fc", hidden), LayerGroup("head", ("classifier.6",))]
 
 
