@@ -14,6 +14,10 @@ folder ``<name>/`` (so ``monai.bundle.download(url=...)`` unpacks it as a bundle
     <name>/scripts/...            the vendored common modules, with scripts/vendored.json
     <name>/manifest.json          sha256 + size of every other file; <name>/manifest.sig with --sign
 
+The package's configs describe the model it carries: their top-level ``arch``, ``class_names`` and preprocessing
+scalars (``image_size``, CLAHE ...) are set to the checkpoint card's values, so the received ``inference.json``
+accepts its own model without overrides (the card section lists what was set).
+
 Only those files are copied into a staging folder first: logs, eval outputs (predictions, plots, reports),
 ``models/checkpoint.pt`` (optimizer state, RNG), caches and anything else in the bundle folder never reach the
 archive. The version: ``--version`` with ``--changelog`` sets it (refused when the changelog has it already or it
@@ -148,6 +152,35 @@ def _write_zip(stage: Path, archive: Path) -> None:
     atomic_save(archive, write)
 
 
+def _configs_from_card(stage: Path) -> dict[str, Any]:
+    """Set the configs' top-level ``arch``, ``class_names`` and preprocessing scalars to the model card's values.
+
+    A model trained with ``--image_size 32`` would otherwise be refused by its own ``inference.json`` (224) at the
+    receiving site; the package's configs describe the model it carries. Returns the values that were changed.
+    """
+    card_file = stage / "models" / "model.json"
+    if not card_file.is_file():
+        return {}
+    card = json.loads(card_file.read_text(encoding="utf-8"))
+    wanted = {**(card.get("preprocessing") or {}), **{k: card[k] for k in ("arch", "class_names") if k in card}}
+    changed: dict[str, Any] = {}
+    for file in sorted((stage / "configs").glob("*.json")):
+        config = json.loads(file.read_text(encoding="utf-8"))
+        if file.name == "metadata.json" or not isinstance(config, dict):
+            continue
+        updates = {k: v for k, v in wanted.items() if k in config and config[k] != v and not _is_expression(config[k])}
+        if updates:
+            atomic_write_text(file, json.dumps({**config, **updates}, indent=4, ensure_ascii=False) + "\n")
+            changed |= updates
+    if changed:
+        logger.info("configs set to the trained model's values (models/model.json): %s", changed)
+    return changed
+
+
+def _is_expression(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(("$", "@", "%"))
+
+
 def _set_release(bundle: Path, version: str, text: str) -> None:
     """Set ``version`` in ``bundle/configs/metadata.json`` and put its changelog entry first (model-zoo order)."""
     path = bundle / "configs" / "metadata.json"
@@ -211,8 +244,9 @@ def pack_bundle(bundle: str | os.PathLike, output: str | os.PathLike, version: s
         stage.mkdir()
         _copy_shared(root, stage)
         _set_release(stage, new_version, text)
+        from_card = _configs_from_card(stage)
         vendor_into(stage)
-        provenance = build_provenance(root, datalist=datalist, version=new_version)
+        provenance = build_provenance(root, datalist=datalist, version=new_version) | {"configs_from_card": from_card}
         atomic_write_json(stage / "docs" / "provenance.json", provenance)
         readme = stage / "docs" / "README.md"
         card = readme.read_text(encoding="utf-8") if readme.is_file() else f"# {metadata.get('name', root.name)}\n"

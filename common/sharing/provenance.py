@@ -214,6 +214,9 @@ def render_build_section(provenance: dict[str, Any]) -> str:
                   f"`{model.get('settings_fingerprint')}`, image size {image_size}"]
     lines.append(f"- Strategy: `{strategy.get('target')}` from {strategy['source']}"
                  + (f", arguments {json.dumps(strategy['arguments'])}" if strategy.get("arguments") else ""))
+    if provenance.get("configs_from_card"):
+        values = ", ".join(f"{k}={json.dumps(v)}" for k, v in provenance["configs_from_card"].items())
+        lines.append(f"- Configs set to the trained model's values (from models/model.json): {values}")
     metrics = provenance.get("metrics")
     if metrics:
         shown = [f"{k} {_number(v)}" + (f" (95% CI {_number(metrics[k + '_ci'][0])}-{_number(metrics[k + '_ci'][1])})"

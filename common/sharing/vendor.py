@@ -59,6 +59,7 @@ SOURCE_ROOT = Path(common.__file__).resolve().parent
 #: ``common`` as a name or the head of a dotted path in config text; not ``@common``, ``x.common`` or ``common_x``.
 _NAME = re.compile(rf"(?<![\w.@#]){SOURCE_PACKAGE}(?=\b)(?:\.\w+)*")
 _DOTTED = re.compile(rf"^{SOURCE_PACKAGE}(?:\.\w+)+$")
+_STRING_LITERAL = re.compile(r"'(?:\\.|[^'\\])*'" + r'|"(?:\\.|[^"\\])*"')  # in an expression
 _REFERENCE = re.compile(r"@[\w#]*")  # a MONAI config reference, replaced before an expression is parsed
 #: third-party packages whose versions metadata.json states in keys of their own
 _OWN_KEYS = {"torch": "pytorch_version", "monai": "monai_version", "numpy": "numpy_version"}
@@ -113,7 +114,7 @@ def referenced_modules(bundle_dir: str | Path) -> set[str]:
         for key, text in _strings(json.loads(file.read_text(encoding="utf-8"))):
             if not _is_code(key, text):
                 continue
-            for match in _NAME.finditer(text):
+            for match in _code_names(text):
                 module = _longest_module(match.group(0))
                 if module is None:
                     raise PackError(f"{file}: {match.group(0)!r} names no module of medxfer's common package")
@@ -217,11 +218,24 @@ def _check_source(source: str, filename: str) -> None:
             raise PackError(f"{filename}:{node.lineno}: still refers to {SOURCE_PACKAGE!r} after vendoring")
 
 
+def _code_names(text: str) -> list[re.Match[str]]:
+    """Matches of ``common`` paths in a config string, leaving out those inside string literals of an expression."""
+    literals = [m.span() for m in _STRING_LITERAL.finditer(text)] if text.startswith("$") else []
+    return [m for m in _NAME.finditer(text) if not any(a <= m.start() < b for a, b in literals)]
+
+
 def rewrite_config_value(key: str, text: str) -> str:
-    """One config string with ``common`` renamed where it is code (expression, ``_target_``, dotted path)."""
+    """One config string with ``common`` renamed where it is code (expression, ``_target_``, dotted path).
+
+    Example:
+        >>> rewrite_config_value("initialize", "$common.networks.check(@ckpt, 'common')")
+        "$scripts.networks.check(@ckpt, 'common')"
+    """
     if not _is_code(key, text):
         return text
-    return _NAME.sub(lambda m: VENDOR_PACKAGE + m.group(0)[len(SOURCE_PACKAGE):], text)
+    for match in reversed(_code_names(text)):
+        text = text[:match.start()] + VENDOR_PACKAGE + text[match.start() + len(SOURCE_PACKAGE):]
+    return text
 
 
 def _rewrite_config(value: Any, key: str = "") -> Any:
