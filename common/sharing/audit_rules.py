@@ -167,6 +167,8 @@ def classify_path(dotted: str, bindings: Bindings) -> tuple[str, str]:
         return root, ""
     if root == "os":
         return "stdlib", "" if dotted in OS_READS else f"{dotted}: os beyond reading the environment and path helpers"
+    if root == "builtins" and len(parts) == 2 and parts[1] in _BUILTIN_REASONS:
+        return "builtin", f"builtins module: {_BUILTIN_REASONS[parts[1]]}"
     if len(parts) == 1 and hasattr(builtins, root):
         reason = "" if root in SAFE_BUILTINS else _BUILTIN_REASONS.get(root, f"builtin {root} is not on the allowlist")
         return "builtin", reason
@@ -364,9 +366,8 @@ def analyse_expression(text: str, bindings: Bindings, ids: dict[str, Any], confi
             analysis.call(node, local)
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and _DANGEROUS_STRING.match(node.value):
             analysis.flag(f"the string {node.value!r} names a module or function to reach at run time")
-    categories = [c for c in analysis.categories if c not in ("reference", "builtin")] or analysis.categories
-    flagged_categories = [c for c in categories if c == "other"]
-    category = (flagged_categories or categories or ["reference" if refs else "literal"])[0]
+    order = sorted(analysis.categories, key=lambda c: (c != "other", c in ("reference", "builtin"), c == "builtin"))
+    category = (order or ["reference" if refs else "literal"])[0]
     if analysis.reasons and category == "literal":
         category = "other"
     return Verdict(category, tuple(analysis.reasons), tuple(dict.fromkeys(analysis.names)), references, is_import)
