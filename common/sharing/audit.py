@@ -30,8 +30,10 @@ model-zoo bundle imports ``os`` for ``os.environ['LOCAL_RANK']``; ``import os`` 
 - ``open`` always: for writing it changes files, and for reading, configs get their data through monai/common
   loaders, so a raw read is how a config copies a secret (a key, ``/etc/passwd``) into outputs it ships back;
   the mode is often not a literal, so a "read only" open cannot be proven from the text;
-- unpickling and native code: ``torch.load`` without a literal ``weights_only=True``, ``numpy.load`` with
-  ``allow_pickle``, ``torch.package``, ``torch.utils.cpp_extension``, ``load_library``, ``numpy.ctypeslib``;
+- unpickling and native code: ``torch.load`` without a literal ``weights_only=True``, any call or component
+  given ``weights_only`` other than a literal true (``PersistentDataset`` caches) or ``allow_pickle`` other than
+  false (``numpy.load``, ``NumpyReader``), ``torch.package``, ``torch.utils.cpp_extension``, ``load_library``,
+  ``numpy.ctypeslib``;
 - network: ``torch.hub``, ``load_state_dict_from_url``, ``download_url``, ``download=True``, ``monai.bundle``
   (it downloads, reads and runs further configs, code this audit never sees);
 - names that turn strings into code: ``monai.utils.optional_import``, ``instantiate``, ``locate``, a

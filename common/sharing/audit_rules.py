@@ -213,6 +213,10 @@ def _call_problem(dotted: str, args: dict[str, Any], positional: list[Any]) -> s
         mode = args.get("mode", positional[1] if len(positional) > 1 else "r")
         if mode is _UNKNOWN or not isinstance(mode, str) or set(mode) & set("wax+"):
             return "open for writing (or with a mode the text does not fix) changes files"
+    if "weights_only" in args and args["weights_only"] is not True:
+        return f"{dotted}(weights_only=...) not a literal True: unpickles arbitrary objects (code)"
+    if "allow_pickle" in args and args["allow_pickle"] is not False:
+        return f"{dotted}(allow_pickle=...) unpickles arbitrary objects (code)"
     if "download" in args and args["download"] is not False:
         return f"{dotted}(download=...) downloads from the network"
     return ""

@@ -48,6 +48,7 @@ CASES = {
     "lambda_smuggle.json": ("hook", ".system"),
     "macro_outside.json": ("network_def", "outside the bundle"),
     "debug_mode.json": ("preprocessing#_mode_", "pdb"),
+    "cache_unpickle.json": ("validate#dataset#_target_", "weights_only=...) not a literal True"),
     "medxfer_tooling.json": ("rerun", "medxfer tooling"),
 }
 
