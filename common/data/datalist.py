@@ -11,6 +11,12 @@ item's index, the key, the value found and what was expected:
   0, 1, ``true`` / ``false``, or ``null`` / ``NaN`` for an unknown finding (``MaskedBCEWithLogitsLoss`` skips
   it); single-label binary tasks (mammography) use one value, ``[1.0]``, not a bare ``1``;
 * with ``check_images``, every file exists and is neither empty nor truncated (:mod:`common.data.image_files`).
+
+A bundle's configs read with ``defer_missing=True``: a datalist (or input folder) that does not exist yet becomes
+a :class:`MissingInputs` placeholder, so the workflow parses and initialises with no data at all, as MONAI's
+model-zoo checks do (``create_workflow`` + ``check_properties`` with the default config); the bundle's ``run`` starts
+with :func:`require_inputs`, which raises the same "not found" error before any handler starts. Anything else wrong
+with a datalist that exists is still refused when it is read.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +32,53 @@ from common.data.containment import DatasetDirGuard
 from common.data.image_files import check_image_files
 from common.errors import DataError
 
-__all__ = ["load_datalist", "load_inputs", "list_images", "IMAGE_SUFFIXES"]
+__all__ = ["load_datalist", "load_inputs", "list_images", "MissingInputs", "require_inputs", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".png", ".dcm", ".dicom", ".jpg", ".jpeg")
 _ITEM_EXAMPLE = '{"image": "images/00000001_000.png", "label": [0, 1, ...]}'
+
+
+class MissingInputs(Sequence):
+    """Stands for a split whose datalist or input folder does not exist; every use raises the "not found" error.
+
+    It lets a bundle's workflow be parsed, initialised and have its properties checked without data (MONAI's
+    model-zoo checks run ``create_workflow`` + ``check_properties`` on a bundle's default config, whose
+    ``dataset_dir`` is a placeholder path). It has length 1, not 0, because samplers and engines take the length
+    when they are built: ``RandomSampler`` refuses 0, and an evaluator with 0 iterations skips its run without a
+    word. Reading an item raises :class:`~common.errors.DataError`; a bundle's ``run`` calls
+    :func:`require_inputs` first, so the error comes before any handler has started.
+
+    Example:
+        >>> inputs = load_datalist("/absent/datalist.json", "training", defer_missing=True)
+        >>> len(inputs), inputs.message.split(";")[0]
+        (1, 'datalist not found: /absent/datalist.json')
+    """
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, index: Any) -> Any:
+        raise DataError(self.message)
+
+    def __iter__(self) -> Iterator[Any]:
+        raise DataError(self.message)
+
+    def __repr__(self) -> str:
+        return f"MissingInputs({self.message!r})"
+
+
+def require_inputs(*splits: Any) -> None:
+    """Raise the "not found" :class:`~common.errors.DataError` of the first split that is :class:`MissingInputs`.
+
+    The first step of a bundle's ``run`` (``"$common.data.datalist.require_inputs(@train#dataset#data, ...)"``):
+    parsing accepts absent data, running does not.
+    """
+    for split in splits:
+        if isinstance(split, MissingInputs):
+            raise DataError(split.message)
 
 
 def _kind(value: Any) -> str:
@@ -104,7 +153,8 @@ def load_datalist(
     path_keys: Sequence[str] = ("image",),
     *,
     allow_outside_dataset_dir: bool = False,
-) -> list[dict[str, Any]]:
+    defer_missing: bool = False,
+) -> list[dict[str, Any]] | MissingInputs:
     """Load split ``key`` of a datalist JSON with image paths made absolute against ``base_dir``.
 
     Args:
@@ -120,21 +170,26 @@ def load_datalist(
             segmentation, whose labels are mask files); each must be present in every item.
         allow_outside_dataset_dir: accept paths that resolve outside ``base_dir`` (``../``, absolute paths,
             symlinks leading out). Off by default: a datalist should not open files elsewhere on the machine.
+        defer_missing: when the datalist file does not exist, return :class:`MissingInputs` (which raises the
+            "not found" error when used) instead of raising now; bundle configs set it so that they parse without data.
 
     Raises:
-        DataError: missing or unreadable file, missing, empty or non-list split, an item that is not an object,
-            a path key missing or not a string, a path outside ``base_dir``, a label of the wrong type, length
-            or value, missing, empty or truncated images. Messages name the datalist, split, index and key.
+        DataError: missing (without ``defer_missing``) or unreadable file, missing, empty or non-list split, an
+            item that is not an object, a path key missing or not a string, a path outside ``base_dir``, a label of
+            the wrong type, length or value, missing, empty or truncated images. Messages name the datalist, split,
+            index and key.
 
     Example:
         >>> load_datalist("data/datalist.json", "training", "data", num_classes=14)  # doctest: +SKIP
     """
     file = Path(datalist)
     if not file.is_file():
-        raise DataError(
-            f"datalist not found: {file}; create it with `python -m common prepare-data DATASET --dataset-dir DIR "
-            f"--output {file}` (DATASET: chestxray14, chestmnist, cbis-ddsm, inbreast or bcss)"
-        )
+        message = (f"datalist not found: {file}; create it with `python -m common prepare-data DATASET --dataset-dir "
+                   f"DIR --output {file}` (DATASET: chestxray14, chestmnist, cbis-ddsm, inbreast or bcss; stage-2 "
+                   f"data: `python -m common prepare-data general-medical --sources SOURCES --output DIR`)")
+        if defer_missing:
+            return MissingInputs(message)
+        raise DataError(message)
     items = _read_split(file, key)
     base = Path(base_dir) if base_dir is not None else file.parent
     guard = None if allow_outside_dataset_dir else DatasetDirGuard(base)
@@ -184,14 +239,19 @@ def load_inputs(
     key: str = "test",
     *,
     allow_outside_dataset_dir: bool = False,
-) -> list[dict]:
+    defer_missing: bool = False,
+) -> list[dict] | MissingInputs:
     """Inference inputs: split ``key`` of ``datalist`` when one is given, else every image in ``input_dir``.
 
     Datalist image paths are taken relative to ``input_dir`` (the dataset folder), must stay inside it unless
     ``allow_outside_dataset_dir`` (see :func:`load_datalist`), and need no labels; only each item's ``image`` is
-    returned (labels, possibly unknown, are not inference inputs and would not batch).
+    returned (labels, possibly unknown, are not inference inputs and would not batch). With ``defer_missing``, a
+    datalist or input folder that does not exist gives :class:`MissingInputs` instead of an error now.
     """
     if datalist:
-        items = load_datalist(datalist, key, base_dir=input_dir, allow_outside_dataset_dir=allow_outside_dataset_dir)
-        return [{"image": item["image"]} for item in items]
+        items = load_datalist(datalist, key, base_dir=input_dir, allow_outside_dataset_dir=allow_outside_dataset_dir,
+                              defer_missing=defer_missing)
+        return items if isinstance(items, MissingInputs) else [{"image": item["image"]} for item in items]
+    if defer_missing and not Path(input_dir).is_dir():
+        return MissingInputs(f"input folder not found: {input_dir}")
     return list_images(input_dir)

@@ -33,6 +33,7 @@ from typing import Any
 
 import yaml
 
+from common.data.datalist import MissingInputs
 from common.data.embedded import make_embedded_dataset
 from common.data.general_medical_sampling import (
     balanced_weights,
@@ -228,9 +229,14 @@ def write_class_names(path: str | os.PathLike, class_names: Sequence[str]) -> Pa
 def sampling_weights(items: Sequence[Mapping[str, Any]]) -> list[float]:
     """The ``weight`` of every item, for ``torch.utils.data.WeightedRandomSampler``.
 
+    A split whose datalist does not exist (:class:`~common.data.datalist.MissingInputs`, while a workflow is parsed
+    without data) weighs 1 per placeholder item; its run stops at ``require_inputs`` before any item is drawn.
+
     Raises:
         DataError: an item without a positive finite ``weight`` (naming its image).
     """
+    if isinstance(items, MissingInputs):
+        return [1.0] * len(items)
     weights = []
     for index, item in enumerate(items):
         weight = item.get("weight")
