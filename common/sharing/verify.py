@@ -2,21 +2,21 @@
 
 Checks, in order (a folder skips ``unpack``):
 
-=================  =========================================================================================
-``unpack``         the archive unpacks under :func:`common.sharing.safezip.safe_extract`'s checks
-``manifest``       every file matches ``manifest.json`` (:func:`~common.sharing.manifest.check_manifest`)
-``signature``      ``manifest.sig`` is by a key in ``--trusted-keys``; without that folder: warn, unchecked
-``required_files`` configs/metadata.json, configs/inference.json, LICENSE, docs/README.md, models/model.pt
-                   (or its ``large_files.yml`` entry with url and sha256)
-``metadata``       configs/metadata.json against the MONAI schema shipped in ``common/sharing/schema``
-``changelog``      the metadata version has a changelog entry
-``logging_conf``   every ``configs/*.conf`` names only logging's own classes and literal args
-                   (:func:`logging_conf_problem`)
-``model``          models/model.pt reads with ``torch.load(weights_only=True)`` as a finite state dict
-                   (medxfer's reader), and matches its card models/model.json
-``audit``          :func:`common.sharing.audit.audit_bundle` flags nothing (warn when it does)
-``net_in_out``     ``monai.bundle verify_net_in_out network_def`` on configs/inference.json, in a subprocess
-=================  =========================================================================================
+- ``unpack``: the archive unpacks under :func:`common.sharing.safezip.safe_extract`'s checks
+- ``manifest``: every file matches ``manifest.json`` (:func:`~common.sharing.manifest.check_manifest`)
+- ``signature``: ``manifest.sig`` is by a key in ``--trusted-keys``; without that folder: warn, unchecked
+- ``required_files``: configs/metadata.json, configs/inference.json, LICENSE, docs/README.md, models/model.pt (or
+  its ``large_files.yml`` entry with url and sha256)
+- ``code_location``: no importable Python outside ``scripts/`` (the folder goes on ``PYTHONPATH`` for ``net_in_out``
+  and ``monai.bundle run``; a ``torch/__init__.py`` there would shadow torch)
+- ``metadata``: configs/metadata.json against the MONAI schema shipped in ``common/sharing/schema``
+- ``changelog``: the metadata version has a changelog entry
+- ``logging_conf``: every ``configs/*.conf`` names only logging's own classes and literal args
+  (:func:`logging_conf_problem`)
+- ``model``: models/model.pt reads with ``torch.load(weights_only=True)`` as a finite state dict (medxfer's reader),
+  and matches its card models/model.json
+- ``audit``: :func:`common.sharing.audit.audit_bundle` flags nothing (warn when it does)
+- ``net_in_out``: ``monai.bundle verify_net_in_out network_def`` on configs/inference.json, in a subprocess
 
 ``net_in_out`` is the only check that runs the bundle's code, so it runs last, in its own process (the bundle
 folder on ``PYTHONPATH`` for its vendored ``scripts/``, as ``monai.bundle run`` is given it), and only when
@@ -27,7 +27,7 @@ turns every warning (unsigned, audit findings) into a failure. :func:`verified_b
 Example:
     >>> report = verify_bundle("chest_xray_classification_v0.3.0.zip", trusted_keys="keys/")  # doctest: +SKIP
     >>> report.ok, report.to_text().splitlines()[-1]  # doctest: +SKIP
-    (True, 'verify chest_xray_classification_v0.3.0.zip: 10 passed, 0 failed, 0 warned, 0 skipped: OK')
+    (True, 'verify chest_xray_classification_v0.3.0.zip: 11 passed, 0 failed, 0 warned, 0 skipped: OK')
 """
 
 from __future__ import annotations
@@ -39,9 +39,10 @@ import json
 import logging
 import logging.handlers
 import os
+import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -61,7 +62,9 @@ SCHEMA = Path(__file__).with_name("schema") / "meta_schema_20240725.json"
 REQUIRED = ("configs/metadata.json", "configs/inference.json", "LICENSE", "docs/README.md")
 MODEL = "models/model.pt"
 #: Checks after which running the bundle's code is not considered.
-_GATES = ("unpack", "manifest", "signature", "required_files", "metadata", "logging_conf")
+_GATES = ("unpack", "manifest", "signature", "required_files", "code_location", "metadata", "logging_conf")
+#: What Python imports from a folder on its path: a module here would shadow an installed one (torch, monai).
+_IMPORTABLE = ("*.py", "*.pyc", "*.so", "*.pyd", "*/__init__.py", "*/__init__.pyc", "*/__init__.so")
 NET_IN_OUT_TIMEOUT_S = 600
 
 
@@ -150,8 +153,9 @@ def _large_file_entry(folder: Path, name: str) -> dict[str, Any] | None:
     except (yaml.YAMLError, AttributeError, UnicodeDecodeError):
         return None
     for entry in entries if isinstance(entries, list) else []:
-        if isinstance(entry, dict) and entry.get("path") == name and entry.get("url") and entry.get("hash_val") \
-                and str(entry.get("hash_type", "")).lower() == "sha256":
+        if isinstance(entry, dict) and entry.get("path") == name and entry.get("url") \
+                and str(entry.get("hash_type", "")).lower() == "sha256" \
+                and re.fullmatch(r"[0-9a-f]{64}", str(entry.get("hash_val", "")).lower()):
             return entry
     return None
 
@@ -164,6 +168,17 @@ def _check_required(report: VerifyReport, folder: Path) -> None:
         report.add("required_files", "fail", "missing: " + ", ".join(missing))
     else:
         report.add("required_files", "pass", f"{', '.join(REQUIRED)} and {MODEL} present")
+
+
+def _check_code_location(report: VerifyReport, folder: Path) -> None:
+    """Python code only under scripts/: the bundle folder goes on PYTHONPATH, ahead of the installed packages."""
+    stray = sorted({path.relative_to(folder).as_posix() for pattern in _IMPORTABLE for path in folder.glob(pattern)
+                    if path.relative_to(folder).parts[0] != "scripts"})
+    if stray:
+        report.add("code_location", "fail", f"importable code outside scripts/: {', '.join(stray)} (with the bundle "
+                                            f"folder on the Python path it would shadow an installed module)")
+    else:
+        report.add("code_location", "pass", "no importable Python at the bundle root outside scripts/")
 
 
 def _read_metadata(folder: Path) -> dict[str, Any] | str:
@@ -393,14 +408,15 @@ def _check_folder(report: VerifyReport, folder: Path, trusted_keys: Path | None)
         report.add("manifest", "fail", str(exc))
     _check_signature(report, folder, trusted_keys)
     _check_required(report, folder)
+    _check_code_location(report, folder)
     _check_metadata(report, folder)
     _check_logging(report, folder)
     _check_model(report, folder)
     _check_net_in_out(report, folder, _check_audit(report, folder))
 
 
-_LATER = ("manifest", "signature", "required_files", "metadata", "changelog", "logging_conf", "model", "audit",
-          "net_in_out")
+_LATER = ("manifest", "signature", "required_files", "code_location", "metadata", "changelog", "logging_conf",
+          "model", "audit", "net_in_out")
 
 
 @contextmanager
@@ -457,14 +473,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report", type=Path, metavar="FILE", help="also write the JSON report to FILE")
 
 
-def run(args: argparse.Namespace, write: Callable[[str], Any] = sys.stdout.write) -> int:
+def run(args: argparse.Namespace) -> int:
     """``verify``: print the report; exit status 0 when every check passed (or warned), 1 when one failed."""
     from common.io import atomic_write_json
 
     if not args.source.exists():
         raise SharingError(f"{args.source}: no such bundle archive or folder")
+    if args.trusted_keys is not None and not args.trusted_keys.is_dir():
+        raise SharingError(f"{args.trusted_keys}: trusted-keys folder not found")
     report = verify_bundle(args.source, args.trusted_keys, args.strict)
     if args.report:
         atomic_write_json(args.report, report.to_json())
-    write((json.dumps(report.to_json(), indent=2) if args.json else report.to_text()) + "\n")
+    sys.stdout.write((json.dumps(report.to_json(), indent=2) if args.json else report.to_text()) + "\n")
     return 0 if report.ok else 1

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from common.sharing.manifest import write_manifest
+from common.sharing.manifest import file_sha256, write_manifest
 from common.sharing.safezip import safe_extract
 from common.sharing.signing import keygen, sign_manifest
-from common.sharing.verify import VerifyReport, logging_conf_problem, verified_bundle, verify_bundle
+from common.sharing.verify import SCHEMA, VerifyReport, logging_conf_problem, verified_bundle, verify_bundle
 from tests.sharing.conftest import CHEST, REPO, fresh_copy
 from tests.sharing.test_safezip import lie_about_size
 
@@ -90,15 +90,29 @@ def detail(report: VerifyReport, name: str) -> str:
 
 
 def test_clean_archive_passes_every_check(clean_report: VerifyReport, packed: Path) -> None:
-    assert statuses(clean_report) == {"unpack": "pass", "manifest": "pass", "signature": "pass",
-                                      "required_files": "pass", "metadata": "pass", "changelog": "pass",
-                                      "logging_conf": "pass", "model": "pass", "audit": "pass", "net_in_out": "pass"}
+    names = ["unpack", "manifest", "signature", "required_files", "code_location", "metadata", "changelog",
+             "logging_conf", "model", "audit", "net_in_out"]
+    assert statuses(clean_report) == dict.fromkeys(names, "pass"), clean_report.to_text()
     assert clean_report.ok and clean_report.failure_summary() == ""
-    assert clean_report.to_text().splitlines()[-1] == (f"verify {packed}: 10 passed, 0 failed, 0 warned, 0 skipped: "
+    assert clean_report.to_text().splitlines()[-1] == (f"verify {packed}: 11 passed, 0 failed, 0 warned, 0 skipped: "
                                                        f"OK")
-    assert json.loads(json.dumps(clean_report.to_json()))["counts"] == {"pass": 10, "fail": 0, "warn": 0,
+    assert json.loads(json.dumps(clean_report.to_json()))["counts"] == {"pass": 11, "fail": 0, "warn": 0,
                                                                         "skipped": 0}
     assert clean_report.folder is None  # the temporary folder is gone
+
+
+def test_shipped_schema_is_monais_unchanged() -> None:
+    assert SCHEMA.name == "meta_schema_20240725.json"
+    assert file_sha256(SCHEMA) == "4332d1731d373ecdae95c49e35d3967494a5b14404c1b718aa8c4279e91cabd0"
+
+
+def test_verified_bundle_keeps_the_folder_for_the_block_only(packed: Path, tmp_path: Path) -> None:
+    tampered = received(packed, tmp_path, lambda f: (f / "configs" / "extra.json").write_text("{}"))
+    with verified_bundle(zip_bundle(tampered, tmp_path / packed.name)) as report:
+        assert report.status("unpack") == "pass" and report.status("manifest") == "fail"
+        assert (report.folder / "configs" / "extra.json").is_file()
+        folder = report.folder
+    assert not folder.exists()
 
 
 def test_unsigned_check_warns_and_fails_under_strict(packed: Path, tmp_path: Path) -> None:
@@ -238,13 +252,26 @@ def test_missing_required_file_is_named(packed: Path, tmp_path: Path) -> None:
     assert "required_files check failed" in detail(report, "net_in_out")
 
 
+@pytest.mark.parametrize("name", ["torch/__init__.py", "monai.py", "common/__init__.py"],
+                         ids=["package", "module", "common"])
+def test_importable_code_outside_scripts_is_refused(packed: Path, tmp_path: Path, name: str) -> None:
+    def plant(folder: Path) -> None:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text("raise SystemExit('shadowed')\n")
+
+    report = verify_bundle(received(packed, tmp_path, plant, remanifest=True))
+    assert report.status("code_location") == "fail" and name in detail(report, "code_location")
+    assert "code_location check failed" in detail(report, "net_in_out")
+
+
 def test_model_in_large_files_yml_is_accepted_and_network_still_checked(packed: Path, tmp_path: Path) -> None:
     def move_out(folder: Path) -> None:
+        sha256 = file_sha256(folder / "models" / "model.pt")
         (folder / "models" / "model.pt").unlink()
         (folder / "models" / "model.json").unlink()
         (folder / "large_files.yml").write_text("large_files:\n  - path: models/model.pt\n"
                                                 "    url: https://example.org/model.pt\n"
-                                                f"    hash_val: {'0' * 64}\n    hash_type: sha256\n")
+                                                f"    hash_val: '{sha256}'\n    hash_type: sha256\n")
 
     report = verify_bundle(received(packed, tmp_path, move_out, remanifest=True))
     assert report.status("required_files") == "pass"
@@ -357,7 +384,7 @@ def test_cli_exit_codes_and_json(packed: Path, tmp_path: Path, keys: dict[str, P
     ok = run_cli(str(packed), "--trusted-keys", str(keys["trusted"]), "--json", "--report", str(tmp_path / "r.json"))
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["ok"] is True
-    assert json.loads((tmp_path / "r.json").read_text())["counts"]["pass"] == 10
+    assert json.loads((tmp_path / "r.json").read_text())["counts"]["pass"] == 11
     tampered = received(packed, tmp_path, lambda f: (f / "LICENSE").write_text("changed"))
     failed = run_cli(str(tampered))
     assert failed.returncode == 1
