@@ -235,15 +235,24 @@ def _classify(entry: _Entry, bindings: Bindings, ids: dict[str, Any], root: Path
 
 
 class _Collector:
-    """Findings from every view, merged by (file, id, kind, text); flagged when any view flags."""
+    """Findings from every view, merged by (file, id, kind, text); flagged when any view flags.
+
+    A merged view gives an entry the id it has after merging (``imports#11`` for a ``+imports`` entry appended to
+    eleven); when its file's own view holds the same text, the finding keeps that id, so it is listed once.
+    """
 
     def __init__(self) -> None:
         self.found: dict[tuple[str, str, str, str], Finding] = {}
+        self.own: dict[tuple[str, str, str], tuple[str, str, str, str]] = {}
 
-    def add(self, file: str, entry: _Entry, verdict: Verdict) -> None:
+    def add(self, file: str, entry: _Entry, verdict: Verdict, merged: bool = False) -> None:
         kind = "import" if entry.kind == "expression" and verdict.is_import else entry.kind
         key = (file, entry.config_id, kind, entry.text)
-        new = Finding(file, entry.config_id, kind, entry.text, verdict.category, bool(verdict.reasons),
+        if not merged:
+            self.own.setdefault((file, kind, entry.text), key)
+        elif key not in self.found:
+            key = self.own.get((file, kind, entry.text), key)
+        new = Finding(file, key[1], kind, entry.text, verdict.category, bool(verdict.reasons),
                       "; ".join(verdict.reasons), verdict.names, verdict.references)
         old = self.found.get(key)
         if old is not None and (old.flagged or not new.flagged):
@@ -340,7 +349,7 @@ def audit_bundle(folder: str | Path, extra_configs: Sequence[str | Path] = ()) -
                 source = meta
             else:
                 source = _attribute(entry, combo, texts, contents)
-            collector.add(labels[source], entry, _classify(entry, bindings, ids, root, source.parent))
+            collector.add(labels[source], entry, _classify(entry, bindings, ids, root, source.parent), merged=True)
     for found in vendored_findings(root):
         key = (found["file"], "", "vendored", found["text"])
         collector.found[key] = Finding(config_id="", kind="vendored", **found)

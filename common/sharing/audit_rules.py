@@ -402,7 +402,9 @@ def analyse_target(target: Any, component: dict[str, Any], bindings: Bindings, i
     return _target_verdict([target_path(target)], component, bindings, ())
 
 
-def _target_verdict(paths: list[str], component: dict[str, Any], bindings: Bindings, refs: tuple[str, ...]) -> Verdict:
+def _target_verdict(paths: list[str], component: dict[str, Any], bindings: Bindings,
+                    refs: tuple[str, ...]) -> Verdict:
+    literal = component.get("_target_")
     args = {str(k): (v if not (isinstance(v, str) and v[:1] in "$@%") else _UNKNOWN)
             for k, v in component.items() if not str(k).startswith("_")}
     reasons, categories = [], []
@@ -411,7 +413,7 @@ def _target_verdict(paths: list[str], component: dict[str, Any], bindings: Bindi
         categories.append(category)
         for why in (reason, _call_problem(dotted, args, [])):
             if why:
-                reasons.append(why if why.startswith(dotted) else f"{dotted}: {why}")
+                reasons.append(why if why.startswith(dotted) or dotted == literal else f"{dotted}: {why}")
     return Verdict(categories[0], tuple(dict.fromkeys(reasons)), tuple(paths), refs)
 
 

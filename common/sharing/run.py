@@ -104,6 +104,8 @@ def run_bundle(bundle: str | os.PathLike, monai_args: Sequence[str], trust: bool
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``python -m common.sharing run``: ours before ``--``, MONAI's after it."""
     parser.usage = "python -m common.sharing run [--trust] ARCHIVE_OR_DIR [--trust] -- MONAI_RUN_ARGUMENTS..."
+    parser.epilog = ("exit status: monai.bundle run's own when it runs; 1 refused (the audit flags something); "
+                     "2 usage or input error")
     parser.add_argument("source", metavar="ARCHIVE_OR_DIR", type=Path, help="a bundle archive (.zip) or folder")
     parser.add_argument("--trust", action="store_true",
                         help="run even when the audit flags something (you have read the audit and accept it)")
