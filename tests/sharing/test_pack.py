@@ -16,13 +16,15 @@ import torch
 import yaml
 
 from common.sharing import pack
-from common.sharing.errors import PackError
+from common.sharing.errors import PackError, SignatureError
 from common.sharing.manifest import MANIFEST, SIGNATURE, check_manifest, read_manifest
-from common.sharing.provenance import BEGIN_MARK, END_MARK, update_model_card
+from common.sharing.provenance import BEGIN_MARK, END_MARK, build_provenance, update_model_card
 from common.sharing.signing import keygen, verify_signature
 from tests.sharing.conftest import CHEST, REPO, fresh_copy
 
 VERSION = "0.3.0"
+JUNK = ["data/images/00000099_000.png", "cache/prepared.npz", "configs/__pycache__/x.cpython-311.pyc",
+        "docs/.notes.md", "models/model.ts", "predictions/predictions.csv"]
 REQUIRED = ["configs/metadata.json", "configs/inference.json", "configs/train.json", "configs/evaluate.json",
             "configs/logging.conf", "docs/README.md", "docs/provenance.json", "LICENSE", "models/model.pt",
             "models/model.json", "scripts/__init__.py", "scripts/vendored.json", MANIFEST, SIGNATURE]
@@ -39,8 +41,13 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def site_bundle(tmp_path_factory: pytest.TempPathFactory, trained_chest_bundle: Path) -> Path:
-    """A private copy of the trained bundle (pack records released versions in its metadata)."""
-    return fresh_copy(trained_chest_bundle, tmp_path_factory.mktemp("site") / CHEST)
+    """A private copy of the trained bundle (pack records released versions in its metadata), with things a site's
+    bundle folder may hold that must never be shared: a dataset, a cache, bytecode, hidden files."""
+    bundle = fresh_copy(trained_chest_bundle, tmp_path_factory.mktemp("site") / CHEST)
+    for junk in JUNK:
+        (bundle / junk).parent.mkdir(parents=True, exist_ok=True)
+        (bundle / junk).write_bytes(b"site-private")
+    return bundle
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +79,9 @@ def test_archive_layout(packed: Path) -> None:
     leaked = [n for n in inside if n.startswith(("logs/", "eval/")) or "checkpoint.pt" in n or "__pycache__" in n
               or "predictions" in n or n.endswith((".pyc", ".npz", ".png"))]
     assert leaked == []
+    assert not [junk for junk in JUNK if junk in inside]
     with zipfile.ZipFile(packed) as handle:
+        assert not [name for name in handle.namelist() if b"site-private" in handle.read(name)]
         assert {info.compress_type for info in handle.infolist()} == {zipfile.ZIP_DEFLATED}
 
 
@@ -140,6 +149,21 @@ def test_stale_card_refused(site_bundle: Path, tmp_path: Path) -> None:
     (bundle / "models" / "model.json").write_text(json.dumps({**card, "sha256": "0" * 64}))
     with pytest.raises(PackError, match="describes a model"):
         pack.pack_bundle(bundle, tmp_path / "out")
+
+
+def test_bad_signing_key_refused_before_any_work(site_bundle: Path, tmp_path: Path) -> None:
+    with pytest.raises(SignatureError, match="signing key not found"):
+        pack.pack_bundle(site_bundle, tmp_path / "out", sign_key=tmp_path / "missing.key")
+    assert not (tmp_path / "out").exists()
+
+
+def test_provenance_names_a_strategy_overlay(site_bundle: Path, tmp_path: Path) -> None:
+    bundle = fresh_copy(site_bundle, tmp_path / CHEST)
+    (bundle / "configs" / "finetune.json").write_bytes((REPO / "configs" / "finetune" / "l2_sp.json").read_bytes())
+    strategy = build_provenance(bundle)["training"]["strategy"]
+    overlay = json.loads((bundle / "configs" / "finetune.json").read_text())
+    assert (strategy["source"], strategy["target"]) == ("configs/finetune.json", overlay["finetune"]["_target_"])
+    assert strategy["arguments"] == {k: v for k, v in overlay["finetune"].items() if k != "_target_"}
 
 
 def test_provenance(unpacked: Path, site_bundle: Path, chest_dataset: Path) -> None:
