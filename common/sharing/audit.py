@@ -38,8 +38,15 @@ model-zoo bundle imports ``os`` for ``os.environ['LOCAL_RANK']``; ``import os`` 
   (it downloads, reads and runs further configs, code this audit never sees);
 - names that turn strings into code: ``monai.utils.optional_import``, ``instantiate``, ``locate``, a
   ``_target_`` built at run time, and string literals naming ``os``, ``subprocess``, ``eval``...;
+- a standard-library module reached through an allowlisted one (``torch.serialization.pickle``,
+  ``monai.utils.misc.subprocess``: an attribute that is not a submodule of the library), ``torch.distributed``
+  launchers and ``rpc``;
 - a module passed around as a value (``$torch``: its later use escapes the analysis), ``_mode_: debug`` (pdb),
   and ``%`` macros reading files outside the bundle.
+
+To tell ``monai.transforms.io`` (a MONAI module) from ``torch.serialization.pickle`` and to resolve short
+``_target_`` names the way MONAI does, the audit imports the allowlisted libraries themselves (``scripts`` is
+looked up as this medxfer's ``common``); it never imports or runs anything from the bundle.
 
 An ``@ref`` inside an expression counts as a reference to its own config item, which is classified where it is
 defined; only when that item is a bare name (``"m": "$torch.hub"``) is the name followed (``@m.load``).

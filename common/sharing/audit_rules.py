@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import builtins
 import functools
+import importlib.util
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -58,6 +59,8 @@ _RISKY_PATHS = {
     "torch.ops.load_library": "loads a native library", "torch.classes.load_library": "loads a native library",
     "torch.package": "torch.package imports code pickled into a package",
     "torch.distributed.rpc": "runs functions on remote workers",
+    "torch.distributed.run": "launches processes running any script", "torch.distributed.launch": "launches processes",
+    "torch.distributed.launcher": "launches processes", "torch.distributed.elastic": "launches processes",
     "torch.save": "writes a pickle at a path the config chooses",
     "numpy.save": "writes a file at a path the config chooses", "numpy.savez": "writes a file",
     "numpy.savetxt": "writes a file", "numpy.ctypeslib": "loads native libraries",
@@ -75,7 +78,15 @@ _RISKY_NAMES = {
     "Popen": "runs a process", "load_library": "loads a native library",
     "download_url": "downloads from the network", "download_and_extract": "downloads from the network",
     "load_state_dict_from_url": "downloads from the network", "load_url": "downloads from the network",
+    "urlretrieve": "downloads from the network", "urlopen": "opens a network connection",
+    "exec_command": "runs a shell command",
 }
+#: standard-library modules an allowlisted module exposes by importing them (``torch.serialization.pickle``,
+#: ``monai.utils.misc.subprocess``): reached as an attribute they are the module itself, so they are flagged anywhere
+#: after the first segment of a chain (``io`` only past ``common.io``/``scripts.io``, medxfer's own module)
+_STDLIB_ATTRIBUTES = frozenset({"os", "sys", "subprocess", "builtins", "shutil", "socket", "pickle", "marshal",
+                                "ctypes", "importlib", "urllib", "http", "requests", "pty", "runpy", "pydoc",
+                                "tempfile", "pathlib", "io", "inspect", "gc", "posix"})
 _DANGEROUS_STRING = re.compile(r"^(os|sys|subprocess|builtins|shutil|socket|pickle|marshal|ctypes|importlib|urllib|"
                                r"http|requests|pty|posix|runpy|pydoc|code|multiprocessing|__builtin__)(\.\w+)*$|"
                                r"^(eval|exec|compile|__import__|system|popen|getattr)$")
@@ -148,6 +159,10 @@ def classify_path(dotted: str, bindings: Bindings) -> tuple[str, str]:
     dunder = next((p for p in parts if p.startswith("__")), None)
     if dunder:
         return "other", f"{dunder} reaches interpreter internals"
+    stdlib = next((p for i, p in enumerate(parts[1:], 1) if p in _STDLIB_ATTRIBUTES
+                   and not _is_submodule(".".join(["common" if root == "scripts" else root, *parts[1:i + 1]]))), None)
+    if stdlib and (root in LIBRARIES or root in ("common", "scripts")):
+        return root, f"reaches the standard-library module {stdlib} through {'.'.join(parts[:parts.index(stdlib)])}"
     if root in LIBRARIES:
         for prefix, reason in _RISKY_PATHS.items():
             if dotted == prefix or dotted.startswith(prefix + "."):
@@ -174,6 +189,20 @@ def classify_path(dotted: str, bindings: Bindings) -> tuple[str, str]:
         return "builtin", reason
     allowed = ", ".join((*LIBRARIES, "common", "scripts"))
     return "other", f"{root!r} is outside the allowlist ({allowed}, os.environ/os.path)"
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_submodule(dotted: str) -> bool:
+    """Whether ``dotted`` (inside an allowlisted library) is a module of it, like ``monai.transforms.io``.
+
+    Looks the name up with :func:`importlib.util.find_spec`, which imports the parent packages: allowlisted
+    libraries only (``scripts`` is checked as ``common``), never the bundle's code.
+    """
+    try:
+        spec = importlib.util.find_spec(dotted)
+    except (ImportError, ValueError, AttributeError):
+        return False
+    return spec is not None and spec.name == dotted
 
 
 @functools.lru_cache(maxsize=1)
@@ -280,8 +309,9 @@ class _Analysis:
         for attr in attrs:
             if attr.startswith("__"):
                 self.flag(f"dunder attribute {attr} reaches interpreter internals")
-            elif attr in _RISKY_NAMES and (not isinstance(base, ast.Name) or base.id in local):
-                self.flag(f".{attr}: {_RISKY_NAMES[attr]}")
+            elif (attr in _RISKY_NAMES or attr in _STDLIB_ATTRIBUTES) and (
+                    not isinstance(base, ast.Name) or base.id in local or base.id in self.refs):
+                self.flag(f".{attr}: {_RISKY_NAMES.get(attr, 'a standard-library module reached as an attribute')}")
         if not isinstance(base, ast.Name) or base.id in local:
             return
         if base.id.startswith("__"):
@@ -289,9 +319,6 @@ class _Analysis:
             return
         if base.id in self.refs:
             self.categories.append("reference")
-            for attr in attrs:
-                if attr in _RISKY_NAMES:
-                    self.flag(f".{attr}: {_RISKY_NAMES[attr]}")
             for dotted in self.resolve(base, attrs, local):
                 self.path(dotted)
             return

@@ -48,6 +48,7 @@ CASES = {
     "lambda_smuggle.json": ("hook", ".system"),
     "macro_outside.json": ("network_def", "outside the bundle"),
     "debug_mode.json": ("preprocessing#_mode_", "pdb"),
+    "stdlib_through_library.json": ("state", "standard-library module pickle through torch.serialization"),
     "cache_unpickle.json": ("validate#dataset#_target_", "weights_only=...) not a literal True"),
     "medxfer_tooling.json": ("rerun", "medxfer tooling"),
 }
@@ -138,8 +139,11 @@ def test_os_environ_and_imports_are_classified_not_flagged() -> None:
     ("$@network_def.__class__", True),
     ("$torch", True),
     ("$undefined_name.run()", True),
+    ("$monai.utils.misc.subprocess.run(['id'])", True),
+    ("$@train#dataset.os.system('id')", True),
+    ("$common.io.atomic_write_json", False),
 ], ids=["weights_only", "weights_only_ref", "np_load", "open_read", "comprehension", "ref_dunder", "module_value",
-        "unknown_name"])
+        "unknown_name", "stdlib_via_monai", "stdlib_via_ref", "common_io"])
 def test_expression_rules(host: Path, tmp_path: Path, text: str, flagged: bool) -> None:
     root = _with(host, tmp_path)
     (root / "configs" / "extra.json").write_text(json.dumps({"probe": text}))
