@@ -49,7 +49,7 @@ from common.sharing.errors import PackError
 from common.sharing.manifest import file_sha256, list_files, write_manifest
 from common.sharing.provenance import build_provenance, render_build_section, update_model_card
 from common.sharing.signing import load_private_key, sign_manifest
-from common.sharing.vendor import vendor_into
+from common.sharing.vendor import VENDOR_RECORD, referenced_modules, vendor_into
 
 __all__ = ["LARGE_FILES", "SHARED_FILES", "SHARED_FOLDERS", "add_arguments", "next_version", "pack_bundle", "run"]
 
@@ -245,7 +245,7 @@ def pack_bundle(bundle: str | os.PathLike, output: str | os.PathLike, version: s
         _copy_shared(root, stage)
         _set_release(stage, new_version, text)
         from_card = _configs_from_card(stage)
-        vendor_into(stage)
+        _vendor(root, stage)
         provenance = build_provenance(root, datalist=datalist, version=new_version) | {"configs_from_card": from_card}
         atomic_write_json(stage / "docs" / "provenance.json", provenance)
         readme = stage / "docs" / "README.md"
@@ -264,6 +264,19 @@ def pack_bundle(bundle: str | os.PathLike, output: str | os.PathLike, version: s
     if record:
         _set_release(root, new_version, text)
     return archive
+
+
+def _vendor(bundle: Path, stage: Path) -> None:
+    """Vendor the ``common`` modules into ``stage``; a bundle that came vendored (a received one, fine-tuned and
+    shared on) keeps its ``scripts/`` as it is, with its own record, for the receiving site's audit to check."""
+    if (bundle / "scripts" / VENDOR_RECORD).is_file():
+        logger.info("%s: already vendored (scripts/%s); its scripts/ is shared as it is", bundle, VENDOR_RECORD)
+        shutil.copytree(bundle / "scripts", stage / "scripts", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        if referenced_modules(stage):
+            raise PackError(f"{bundle}: its configs name medxfer's common package although scripts/ is vendored; "
+                            "point them at scripts (or remove scripts/ to vendor afresh)")
+        return
+    vendor_into(stage)
 
 
 def _check_listing(stage: Path) -> None:

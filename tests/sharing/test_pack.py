@@ -195,6 +195,21 @@ def test_model_card_section_is_generated_once(unpacked: Path) -> None:
         update_model_card(card.replace(END_MARK, ""), section)
 
 
+def test_a_received_bundle_can_be_packed_again(unpacked: Path, tmp_path: Path) -> None:
+    bundle = fresh_copy(unpacked, tmp_path / CHEST)
+    archive = pack.pack_bundle(bundle, tmp_path / "out", "0.3.5", "fine-tuned further at site B")
+    with zipfile.ZipFile(archive) as handle:
+        handle.extractall(tmp_path / "again")
+    again = tmp_path / "again" / CHEST
+    check_manifest(again)
+    assert not (again / SIGNATURE).exists()
+    readme = (again / "docs" / "README.md").read_text()
+    assert readme.count(BEGIN_MARK) == 1 and "Version 0.3.5" in readme
+    for name in [p.relative_to(unpacked) for p in (unpacked / "scripts").rglob("*") if p.is_file()]:
+        assert (again / name).read_bytes() == (unpacked / name).read_bytes(), name
+    assert json.loads((again / "docs" / "provenance.json").read_text())["metrics"] is None  # no eval/ at site B
+
+
 def _leak_tokens(dataset: Path) -> list[str]:
     """Patient ids, image file names and paths of the training datalist, and every temporary folder."""
     datalist = json.loads((dataset / "datalist.json").read_text())
