@@ -80,10 +80,8 @@ from typing import Any
 
 from monai.bundle import ConfigParser
 
+from common.sharing.audit_allowlist import OS_READS, SAFE_BUILTINS, Bindings
 from common.sharing.audit_rules import (
-    OS_READS,
-    SAFE_BUILTINS,
-    Bindings,
     Verdict,
     analyse_expression,
     analyse_target,
