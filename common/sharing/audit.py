@@ -62,6 +62,10 @@ What the audit does not answer: which paths an allowlisted function writes (a ch
 config says, by design), or whether ``models/model.pt`` is a safe pickle (``verify`` loads it with
 ``weights_only=True``).
 
+Modules: this one reads configs, merges views and reports; :mod:`common.sharing.audit_rules` analyses one
+expression or ``_target_``; :mod:`common.sharing.audit_allowlist` says which dotted paths are allowed;
+:mod:`common.sharing.audit_vendored` checks ``scripts/``.
+
 Example:
     >>> report = audit_bundle(Path("bundles/chest_xray_classification"))  # doctest: +SKIP
     >>> report.flagged  # doctest: +SKIP
