@@ -16,7 +16,8 @@ Everything after ``--`` goes to MONAI, as it would on its own command line (path
 An archive is unpacked (with :func:`~common.sharing.safezip.received_bundle`'s checks) into a temporary folder
 that is removed when the run ends: give outputs a path outside it (``--output_dir /results``), or unpack the
 bundle once with ``fetch`` and run the folder. The audit does not verify hashes or signatures: run ``verify``
-(or ``fetch``, which verifies) on what you received first.
+(or ``fetch``, which verifies) on what you received first. Overrides given on the command line
+(``--network_def#_target_ ...``) are the site's own and are not audited; config files they name are.
 """
 
 from __future__ import annotations
