@@ -126,7 +126,8 @@ def _package_of(name: str, path: Path) -> str:
     return name if path.name == "__init__.py" else name.rpartition(".")[0]
 
 
-def _imports(name: str, path: Path) -> set[str]:
+@functools.cache
+def _imports(name: str, path: Path) -> frozenset[str]:
     """Every ``common`` module that module ``name`` imports anywhere (function level included)."""
     out: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
@@ -141,7 +142,7 @@ def _imports(name: str, path: Path) -> set[str]:
             if module.split(".")[0] == SOURCE_PACKAGE:
                 out.add(module)
                 out |= {f"{module}.{a.name}" for a in node.names if _module_file(f"{module}.{a.name}") is not None}
-    return out
+    return frozenset(out)
 
 
 def module_closure(seeds: set[str]) -> tuple[dict[str, Path], set[str]]:
