@@ -77,6 +77,24 @@ def test_gradual_unknown_order() -> None:
         GradualUnfreezing(order="random")
 
 
+def test_gradual_unfreezing_with_discriminative_rates(resnet: torch.nn.Module) -> None:
+    """ULMFiT's combination: the unfreezing schedule unchanged, each group at base_lr / 2.6**k from the top."""
+    plain = GradualUnfreezing(every_n_epochs=1).param_groups(resnet, 1.0)
+    assert {g["lr"] for g in plain} == {1.0}
+    strategy = GradualUnfreezing(every_n_epochs=1, discriminative=True)
+    groups = strategy.param_groups(resnet, 1.0)
+    names = ["stem", "block1", "block2", "block3", "block4", "head"]
+    assert [g["name"] for g in groups] == names
+    for k, group in enumerate(reversed(groups)):
+        assert group["lr"] == pytest.approx(2.6**-k)
+    optimizer = torch.optim.SGD(groups, lr=1.0)
+    strategy.on_epoch_start(_engine(2, optimizer))
+    assert {n for n, p in resnet.named_parameters() if p.requires_grad} == {
+        n for n, _ in resnet.named_parameters() if n.startswith(("fc.", "layer4."))}
+    with pytest.raises(ConfigError, match="GradualUnfreezing decay must be in"):
+        GradualUnfreezing(discriminative=True, decay=0.0)
+
+
 def test_discriminative_lrs_decay_from_the_top(resnet: torch.nn.Module) -> None:
     groups = DiscriminativeLR(decay=0.5).param_groups(resnet, 1.0)
     assert [(g["name"], g["lr"]) for g in groups] == [("stem", 0.5**5), ("block1", 0.5**4), ("block2", 0.5**3),

@@ -9,7 +9,21 @@ import torch.nn as nn
 from common.errors import ConfigError
 from common.finetune.base import FinetuneStrategy, log_param_groups, unwrap
 
-__all__ = ["DiscriminativeLR"]
+__all__ = ["DiscriminativeLR", "check_decay", "layerwise_lrs"]
+
+
+def check_decay(decay: float, owner: str) -> float:
+    """``decay`` as a float in (0, 1]; raises :class:`ConfigError` naming ``owner`` otherwise."""
+    if not 0 < float(decay) <= 1:
+        raise ConfigError(f"{owner} decay must be in (0, 1], got {decay}")
+    return float(decay)
+
+
+def layerwise_lrs(n_groups: int, base_lr: float, decay: float) -> list[float]:
+    """ULMFiT's discriminative rates for ``n_groups`` groups listed stem first: the last (head) gets ``base_lr``,
+    each one below it ``decay`` times the rate of the group above."""
+    depth = n_groups - 1
+    return [base_lr * decay ** (depth - i) for i in range(n_groups)]
 
 
 class DiscriminativeLR(FinetuneStrategy):
@@ -23,15 +37,12 @@ class DiscriminativeLR(FinetuneStrategy):
     """
 
     def __init__(self, decay: float = 1 / 2.6) -> None:
-        if not 0 < float(decay) <= 1:
-            raise ConfigError(f"DiscriminativeLR decay must be in (0, 1], got {decay}")
-        self.decay = float(decay)
+        self.decay = check_decay(decay, "DiscriminativeLR")
 
     def param_groups(self, model: nn.Module, base_lr: float, weight_decay: float = 0.0) -> list[dict[str, Any]]:
         groups = self.groups(model)
         self.set_trainable(model, groups, True)
-        depth = len(groups) - 1
-        out = [self.make_group(model, g, base_lr * self.decay ** (depth - i), weight_decay)
-               for i, g in enumerate(groups)]
+        rates = layerwise_lrs(len(groups), base_lr, self.decay)
+        out = [self.make_group(model, g, lr, weight_decay) for g, lr in zip(groups, rates, strict=True)]
         log_param_groups(out, unwrap(model))
         return out

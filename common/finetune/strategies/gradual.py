@@ -9,6 +9,7 @@ import torch.nn as nn
 
 from common.errors import ConfigError
 from common.finetune.base import FinetuneStrategy, log_param_groups, unwrap
+from common.finetune.strategies.discriminative import check_decay, layerwise_lrs
 
 __all__ = ["GradualUnfreezing", "ORDERS"]
 
@@ -25,19 +26,34 @@ class GradualUnfreezing(FinetuneStrategy):
     layer group is unfrozen. ``order="last_to_first"`` (ULMFiT) unfreezes the group next to the head
     first; ``"first_to_last"`` starts from the stem. At epoch ``e`` (1-based) the number of unfrozen
     backbone groups is ``(e - 1) // every_n_epochs``. All groups are in the optimizer from the start
-    (frozen ones receive no gradient, so they do not move), at ``base_lr``.
+    (frozen ones receive no gradient, so they do not move), at ``base_lr`` unless ``discriminative``.
+
+    A frozen group runs in eval mode: its BatchNorm statistics are held (neither updated nor replaced by batch
+    statistics) and its dropouts are off (:mod:`common.finetune.freezing`); it starts updating them in the epoch
+    it is unfrozen. ULMFiT's text models have no BatchNorm; holding the statistics of frozen layers is the
+    choice that keeps a frozen group computing exactly what it computed when it was frozen.
+
+    ``discriminative=True`` combines it with discriminative fine-tuning as ULMFiT does (section 3.2 + 3.3): group
+    ``k`` counted from the top (head ``k=0``) gets ``base_lr * decay**k``, ULMFiT's ``decay = 1/2.6``, as in the
+    paper's recipe and fastai's ULMFiT fine-tuning (``freeze_to(-k)`` with ``slice(lr / 2.6**(n-1), lr)`` spread
+    geometrically over the n layer groups: a factor 2.6 between neighbours).
 
     Args:
         every_n_epochs: epochs between two unfreezing steps (>= 1).
         order: ``"last_to_first"`` or ``"first_to_last"``.
+        discriminative: layer-wise learning rates as :class:`~common.finetune.strategies.discriminative.
+            DiscriminativeLR` (default off: every group at ``base_lr``, the strategy reported as plain gradual).
+        decay: the per-group multiplier with ``discriminative`` (in (0, 1]).
     """
 
-    def __init__(self, every_n_epochs: int = 1, order: str = "last_to_first") -> None:
+    def __init__(self, every_n_epochs: int = 1, order: str = "last_to_first", discriminative: bool = False,
+                 decay: float = 1 / 2.6) -> None:
         if int(every_n_epochs) < 1:
             raise ConfigError(f"GradualUnfreezing every_n_epochs must be >= 1, got {every_n_epochs}")
         if order not in ORDERS:
             raise ConfigError(f"unknown unfreezing order {order!r}; choose from: {', '.join(ORDERS)}")
         self.every_n_epochs, self.order = int(every_n_epochs), order
+        self.discriminative, self.decay = bool(discriminative), check_decay(decay, "GradualUnfreezing")
         self._model: nn.Module | None = None
 
     def schedule(self, model: nn.Module) -> list[str]:
@@ -53,7 +69,10 @@ class GradualUnfreezing(FinetuneStrategy):
     def param_groups(self, model: nn.Module, base_lr: float, weight_decay: float = 0.0) -> list[dict[str, Any]]:
         self._model = model
         self._apply(model, 1)
-        groups = [self.make_group(model, g, base_lr, weight_decay) for g in self.groups(model)]
+        layer_groups = self.groups(model)
+        rates = (layerwise_lrs(len(layer_groups), base_lr, self.decay) if self.discriminative
+                 else [base_lr] * len(layer_groups))
+        groups = [self.make_group(model, g, lr, weight_decay) for g, lr in zip(layer_groups, rates, strict=True)]
         log_param_groups(groups, unwrap(model))
         return groups
 

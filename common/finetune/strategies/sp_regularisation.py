@@ -29,6 +29,13 @@ class L2SP(FinetuneStrategy):
     parameter outside the head counts as transferred. The optimizer's weight decay is 0 on every group so
     no parameter is penalised twice.
 
+    Reference code: thuml/Transfer-Learning-Library, ``tllib/regularization/delta.py`` (``SPRegularization``,
+    ``L2Regularization``: 0.5 * squared norms) and ``examples/task_adaptation/image_classification/delta.py``
+    (SGD, momentum 0.9, nesterov, no weight decay, lr 0.01, trade-offs 0.01 / 0.01). The overlays
+    ``configs/finetune/l2_sp.json`` / ``l1_sp.json`` ship that optimizer: under Adam(W) the penalty's gradient
+    is divided per parameter by its running RMS, so alpha and beta stop meaning what the paper means. The
+    earlier AdamW overlays stay available as ``l2_sp_adamw.json`` / ``l1_sp_adamw.json``.
+
     Args:
         alpha: strength of the pull towards the starting point (>= 0; the paper tunes 1e-3 .. 1e-1).
         beta: L2 strength on the new parameters (>= 0).
