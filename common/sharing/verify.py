@@ -53,8 +53,8 @@ from common.sharing.manifest import SIGNATURE, check_manifest, file_sha256
 from common.sharing.safezip import received_bundle
 from common.sharing.signing import verify_signature
 
-__all__ = ["SCHEMA", "STATUSES", "Check", "VerifyReport", "add_arguments", "logging_conf_problem", "run",
-           "verified_bundle", "verify_bundle"]
+__all__ = ["SCHEMA", "STATUSES", "Check", "VerifyReport", "add_arguments", "importable_outside_scripts",
+           "logging_conf_problem", "run", "verified_bundle", "verify_bundle"]
 
 STATUSES = ("pass", "fail", "warn", "skipped")
 #: MONAI's bundle metadata schema (MONAI-extra-test-data release 0.8.1), shipped so nothing is downloaded.
@@ -170,10 +170,18 @@ def _check_required(report: VerifyReport, folder: Path) -> None:
         report.add("required_files", "pass", f"{', '.join(REQUIRED)} and {MODEL} present")
 
 
+def importable_outside_scripts(folder: Path) -> list[str]:
+    """Python modules and packages at the bundle root other than ``scripts/``, as sorted POSIX paths.
+
+    A bundle folder goes on ``PYTHONPATH`` (``net_in_out``, ``monai.bundle run``) ahead of the installed
+    packages, so a ``torch/__init__.py`` or ``monai.py`` there would be imported instead of the real one.
+    """
+    return sorted({path.relative_to(folder).as_posix() for pattern in _IMPORTABLE for path in folder.glob(pattern)
+                   if path.relative_to(folder).parts[0] != "scripts"})
+
+
 def _check_code_location(report: VerifyReport, folder: Path) -> None:
-    """Python code only under scripts/: the bundle folder goes on PYTHONPATH, ahead of the installed packages."""
-    stray = sorted({path.relative_to(folder).as_posix() for pattern in _IMPORTABLE for path in folder.glob(pattern)
-                    if path.relative_to(folder).parts[0] != "scripts"})
+    stray = importable_outside_scripts(folder)
     if stray:
         report.add("code_location", "fail", f"importable code outside scripts/: {', '.join(stray)} (with the bundle "
                                             f"folder on the Python path it would shadow an installed module)")
