@@ -44,7 +44,9 @@ import contextlib
 import hashlib
 import importlib.metadata
 import json
+import logging
 import os
+import random
 import shutil
 import sys
 import tempfile
@@ -55,6 +57,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from monai.bundle import ConfigParser, ckpt_export, create_workflow, verify_metadata, verify_net_in_out
 
@@ -317,6 +320,25 @@ def _bundle_on_path(bundle: Path) -> Iterator[None]:
                 del sys.modules[name]
 
 
+@contextlib.contextmanager
+def _kept_global_state() -> Iterator[None]:
+    """Undo what creating the workflows does to the process: seeds (the train ``initialize`` calls
+    ``set_determinism``), cuDNN flags and the root logger (``logging.conf`` is applied with ``fileConfig``)."""
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()  # noqa: NPY002 (the one seeded)
+    cudnn = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])  # noqa: NPY002
+        torch.set_rng_state(states[2])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
 def _run(report: ZooReport, name: str, check: Callable[[], str]) -> None:
     start = time.perf_counter()
     try:
@@ -366,7 +388,7 @@ def zoo_checks(bundle_dir: str | os.PathLike, mode: str = "full", *, schema: str
 
 def _run_checks(report: ZooReport, bundle: Path, mode: str, schema: str | os.PathLike | None, device: str | None,
                 extra: Mapping[str, Any]) -> None:
-    with _bundle_on_path(bundle), warnings.catch_warnings():
+    with _bundle_on_path(bundle), _kept_global_state(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # MONAI warns on every config parsed (GHSA-873f-pvrv-4x83); audit covers it
         _run(report, "files", lambda: check_files(bundle))
         _run(report, "large_files", lambda: check_large_files(bundle))
