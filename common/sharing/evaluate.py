@@ -148,9 +148,10 @@ def evaluate_received(source: str | os.PathLike, dataset_dir: str | os.PathLike 
 
     src, out = Path(source), Path(output)
     site = load_site(site_file)
-    data_dir = Path(dataset_dir or site.get("dataset_dir") or "")
-    if not str(data_dir) or not data_dir.is_dir():
-        raise ConfigError(f"dataset folder {str(data_dir) or '(none)'} not found; give --dataset-dir or "
+    given = dataset_dir or site.get("dataset_dir")
+    data_dir = Path(given) if given else None
+    if data_dir is None or not data_dir.is_dir():
+        raise ConfigError(f"dataset folder {data_dir or '(none given)'} not found; give --dataset-dir or "
                           f"dataset_dir in {SITE_FILE}")
     report = _verified(src, Path(trusted_keys) if trusted_keys else None, strict)
     bundle = _prepare_copy(src, out)
