@@ -92,10 +92,12 @@ def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
-def check_manifest(folder: str | os.PathLike) -> dict[str, Any]:
+def check_manifest(folder: str | os.PathLike, digests: dict[str, str] | None = None) -> dict[str, Any]:
     """Check every file of ``folder`` against its manifest; returns the manifest when all match.
 
     Sizes are compared first, so an added, removed or resized file is found without hashing anything.
+    ``digests`` (``{path: sha256}``, e.g. computed while unpacking by :func:`common.sharing.safezip.safe_extract`)
+    saves reading those files a second time; a file missing from it is hashed here.
 
     Raises:
         IntegrityError: naming the first changed, added or removed file (all of them are listed).
@@ -106,9 +108,10 @@ def check_manifest(folder: str | os.PathLike) -> dict[str, Any]:
     present = set(list_files(root))
     added = sorted(present - set(expected))
     removed = sorted(set(expected) - present)
+    known = digests or {}
     changed = [name for name in sorted(present & set(expected))
                if (root / name).stat().st_size != expected[name]["size"]
-               or file_sha256(root / name) != expected[name]["sha256"]]
+               or (known.get(name) or file_sha256(root / name)) != expected[name]["sha256"]]
     problems = [f"{name}: changed (sha256 or size differs from the manifest)" for name in changed]
     problems += [f"{name}: added (not in the manifest)" for name in added]
     problems += [f"{name}: removed (listed in the manifest, missing)" for name in removed]

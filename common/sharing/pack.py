@@ -135,8 +135,13 @@ def _externalise_weights(stage: Path, url: str) -> Path:
     return moved
 
 
+#: Weights are stored, not deflated: float tensors shrink by about 10 % under deflate, and inflating them is most of
+#: what verifying an archive would cost (benchmarks/sharing.py); stored, the receiving site pays one read + sha256.
+STORED_SUFFIXES = (".pt", ".pth", ".ts", ".safetensors", ".onnx")
+
+
 def _write_zip(stage: Path, archive: Path) -> None:
-    """Zip ``stage`` as ``<stage name>/...`` in sorted order, deflated, one timestamp for every entry."""
+    """Zip ``stage`` as ``<stage name>/...`` in sorted order (text deflated, weights stored), one timestamp."""
     stamp = time.gmtime()[:6]
     files = sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file())
 
@@ -144,7 +149,7 @@ def _write_zip(stage: Path, archive: Path) -> None:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as handle:
             for name in files:
                 info = zipfile.ZipInfo(f"{stage.name}/{name}", date_time=stamp)
-                info.compress_type = zipfile.ZIP_DEFLATED
+                info.compress_type = zipfile.ZIP_STORED if name.endswith(STORED_SUFFIXES) else zipfile.ZIP_DEFLATED
                 info.external_attr = 0o644 << 16
                 with open(stage / name, "rb") as source, handle.open(info, "w") as target:
                     shutil.copyfileobj(source, target, 1 << 20)

@@ -32,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -41,6 +42,7 @@ import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from common.sharing.errors import SharingError, UnsafeArchiveError
 
@@ -135,12 +137,15 @@ def _check_entries(archive: Path, infos: list[zipfile.ZipInfo], max_total_bytes:
 
 
 def _stream_entry(source: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, written_so_far: int,
-                  max_total_bytes: int, max_ratio: float, archive: Path) -> int:
-    """Copy one entry to ``target`` (created exclusively), counting bytes; returns the bytes written."""
+                  max_total_bytes: int, max_ratio: float, archive: Path, digest: Any = None) -> int:
+    """Copy one entry to ``target`` (created exclusively), counting bytes and feeding ``digest`` (a hashlib object)
+    with them; returns the bytes written."""
     written = 0
     with source.open(info) as reader, open(target, "xb") as writer:
         while chunk := reader.read(_CHUNK):
             written += len(chunk)
+            if digest is not None:
+                digest.update(chunk)
             if written > info.file_size:
                 raise UnsafeArchiveError(f"{archive}: entry {info.filename!r} holds more than the {info.file_size} "
                                          f"bytes its header declares (a lying size header)")
@@ -159,7 +164,7 @@ def _stream_entry(source: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, 
 
 
 def _extract_all(source: zipfile.ZipFile, infos: list[zipfile.ZipInfo], staging: Path, archive: Path,
-                 max_total_bytes: int, max_ratio: float) -> None:
+                 max_total_bytes: int, max_ratio: float, digests: dict[str, str] | None = None) -> None:
     total = 0
     for info in infos:
         target = staging.joinpath(*info.filename.removesuffix("/").split("/"))
@@ -167,15 +172,18 @@ def _extract_all(source: zipfile.ZipFile, infos: list[zipfile.ZipInfo], staging:
             target.mkdir(parents=True, exist_ok=True)
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256() if digests is not None else None
         try:
-            total += _stream_entry(source, info, target, total, max_total_bytes, max_ratio, archive)
+            total += _stream_entry(source, info, target, total, max_total_bytes, max_ratio, archive, digest)
+            if digests is not None and digest is not None:
+                digests[info.filename.split("/", 1)[1]] = digest.hexdigest()
         except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError) as exc:
             raise UnsafeArchiveError(f"{archive}: entry {info.filename!r} is corrupt or unreadable ({exc})") from exc
 
 
 def safe_extract(archive: str | os.PathLike, destination: str | os.PathLike, *,
                  max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES, max_files: int = DEFAULT_MAX_FILES,
-                 max_ratio: float = DEFAULT_MAX_RATIO) -> Path:
+                 max_ratio: float = DEFAULT_MAX_RATIO, digests: dict[str, str] | None = None) -> Path:
     """Unpack the bundle archive ``archive`` into ``destination``; returns ``destination/<name>``.
 
     Every entry is checked before anything is written (see the module docstring for the list). Files are
@@ -188,6 +196,8 @@ def safe_extract(archive: str | os.PathLike, destination: str | os.PathLike, *,
         max_total_bytes: limit on the unpacked size, declared and actually written.
         max_files: limit on the number of entries (files and folders).
         max_ratio: limit on an entry's unpacked/packed size ratio (entries over 1 MiB only).
+        digests: when given, filled with the sha256 of every file as it is written (``{path inside the bundle:
+            hex}``), so a manifest check needs no second read (:func:`common.sharing.manifest.check_manifest`).
 
     Raises:
         UnsafeArchiveError: naming the archive and the entry at fault: not a zip, corrupt, traversal, absolute
@@ -212,7 +222,7 @@ def safe_extract(archive: str | os.PathLike, destination: str | os.PathLike, *,
         destination.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{name}.unpacking-", dir=destination))
         try:
-            _extract_all(source, infos, staging, archive, max_total_bytes, max_ratio)
+            _extract_all(source, infos, staging, archive, max_total_bytes, max_ratio, digests)
             (staging / name).rename(final)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
