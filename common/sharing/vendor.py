@@ -21,9 +21,8 @@ string refers to it; a miss raises :class:`~common.sharing.errors.PackError`.
 ``scripts/vendored.json`` records the origin (``{"package": "common", "as": "scripts", "medxfer_version",
 "commit", "dirty", "files": {"scripts/x.py": {"source": "common/x.py", "sha256_source", "sha256", "stub"}}}``),
 and ``configs/metadata.json`` loses its ``medxfer`` requirement and gains, in ``required_packages_version``, every
-third-party package the vendored code imports (inside functions too: MONAI reads ``optional_packages_version`` as a
-deprecated spelling of ``required_packages_version``, so there is no separate optional list), pinned as in
-``requirements.txt`` (the installed version when that file is not at hand).
+third-party package the vendored code imports, pinned as in ``requirements.txt``
+(:mod:`common.sharing.requirements`).
 
 Running a vendored bundle: MONAI evaluates ``imports`` when the configs are parsed, before ``monai.bundle run``
 puts the bundle root on ``sys.path``, so run it from the bundle root (``cd <bundle> && python -m monai.bundle run
@@ -37,11 +36,9 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
-import importlib.metadata
 import json
 import re
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +46,7 @@ import common
 from common.io import atomic_write_json, atomic_write_text
 from common.sharing.errors import PackError
 from common.sharing.provenance import source_revision
+from common.sharing.requirements import declare_requirements, third_party_imports
 
 __all__ = ["SOURCE_PACKAGE", "VENDOR_PACKAGE", "VENDOR_RECORD", "module_closure", "referenced_modules",
            "rewrite_config_value", "rewrite_source", "vendor_into"]
@@ -61,8 +59,6 @@ _NAME = re.compile(rf"(?<![\w.@#]){SOURCE_PACKAGE}(?=\b)(?:\.\w+)*")
 _DOTTED = re.compile(rf"^{SOURCE_PACKAGE}(?:\.\w+)+$")
 _STRING_LITERAL = re.compile(r"'(?:\\.|[^'\\])*'" + r'|"(?:\\.|[^"\\])*"')  # in an expression
 _REFERENCE = re.compile(r"@[\w#]*")  # a MONAI config reference, replaced before an expression is parsed
-#: third-party packages whose versions metadata.json states in keys of their own
-_OWN_KEYS = {"torch": "pytorch_version", "monai": "monai_version", "numpy": "numpy_version"}
 
 
 def _module_file(name: str) -> Path | None:
@@ -280,66 +276,6 @@ def _stub(source: str, module: str) -> str:
     return f'"""{doc.rstrip()}\n\n{note}\n"""\n'
 
 
-def _third_party(tree: ast.Module) -> set[str]:
-    """Top-level names of the third-party modules a module imports, at module level or inside functions."""
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and not node.level:
-            names = [node.module or ""]
-        else:
-            continue
-        for name in names:
-            head = name.split(".")[0]
-            if head not in sys.stdlib_module_names and head not in (SOURCE_PACKAGE, VENDOR_PACKAGE, "__future__"):
-                found.add(head)
-    return found
-
-
-def _pinned_versions() -> dict[str, str]:
-    """``{distribution name (normalised): version}`` from the checkout's ``requirements.txt`` (``name==version``)."""
-    file = SOURCE_ROOT.parent / "requirements.txt"
-    pins: dict[str, str] = {}
-    if file.is_file():
-        for line in file.read_text(encoding="utf-8").splitlines():
-            match = re.match(r"^\s*([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?\s*==\s*([^\s;#]+)", line)
-            if match:
-                pins[_normalise(match.group(1))] = match.group(2)
-    return pins
-
-
-def _normalise(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-@functools.cache
-def _module_distributions() -> dict[str, list[str]]:
-    return importlib.metadata.packages_distributions()  # reads every installed distribution: seconds, so once
-
-
-def _distribution(module: str) -> str:
-    """The installed distribution that provides top-level module ``module`` (``cv2`` -> opencv-python-headless)."""
-    candidates = _module_distributions().get(module, [])
-    if not candidates:
-        raise PackError(f"vendored code imports {module!r}, which no installed distribution provides; "
-                        "install it (requirements.txt) before packing")
-    return sorted(candidates)[0]
-
-
-def _declare_requirements(metadata: dict[str, Any], modules: set[str]) -> dict[str, Any]:
-    """``metadata`` without ``medxfer`` and with every package the vendored code imports, pinned."""
-    pins = _pinned_versions()
-    required = {k: v for k, v in metadata.get("required_packages_version", {}).items() if _normalise(k) != "medxfer"}
-    declared = {_normalise(name) for name in required}
-    for module in sorted(modules - set(_OWN_KEYS)):
-        dist = _distribution(module)
-        if _normalise(dist) not in declared:
-            required[dist] = pins.get(_normalise(dist)) or importlib.metadata.version(dist)
-            declared.add(_normalise(dist))
-    return {**metadata, "required_packages_version": dict(sorted(required.items()))}
-
-
 def vendor_into(bundle_dir: str | Path) -> dict[str, Any]:
     """Copy the ``common`` modules ``bundle_dir``'s configs use into ``bundle_dir/scripts`` and point the configs
     at them; returns the record also written to ``scripts/vendored.json``.
@@ -372,7 +308,7 @@ def vendor_into(bundle_dir: str | Path) -> dict[str, Any]:
             text = _stub(original, module)
         else:
             text = rewrite_source(original, f"{SOURCE_PACKAGE}/{relative.as_posix()}")
-            packages |= _third_party(ast.parse(original))
+            packages |= third_party_imports(ast.parse(original), own=(SOURCE_PACKAGE, VENDOR_PACKAGE))
         atomic_write_text(dest, text)
         record["files"][f"{VENDOR_PACKAGE}/{relative.as_posix()}"] = {
             "source": f"{SOURCE_PACKAGE}/{relative.as_posix()}", "sha256_source": _file_sha256(original.encode()),
@@ -380,7 +316,7 @@ def vendor_into(bundle_dir: str | Path) -> dict[str, Any]:
     for file in _config_files(root):
         config = _rewrite_config(json.loads(file.read_text(encoding="utf-8")))
         if file.name == "metadata.json":
-            config = _declare_requirements(config, packages)
+            config = declare_requirements(config, packages)
         _check_config(file, config)
         atomic_write_text(file, json.dumps(config, indent=4, ensure_ascii=False) + "\n")
     shutil.rmtree(target / "__pycache__", ignore_errors=True)
