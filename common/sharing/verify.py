@@ -8,11 +8,12 @@ Checks, in order (a folder skips ``unpack``):
 - ``required_files``: configs/metadata.json, configs/inference.json, LICENSE, docs/README.md, models/model.pt (or
   its ``large_files.yml`` entry with url and sha256)
 - ``code_location``: no importable Python outside ``scripts/`` (the folder goes on ``PYTHONPATH`` for ``net_in_out``
-  and ``monai.bundle run``; a ``torch/__init__.py`` there would shadow torch)
+  and ``monai.bundle run``; a ``torch/__init__.py`` there would shadow torch;
+  :func:`common.sharing.code_location.importable_outside_scripts`)
 - ``metadata``: configs/metadata.json against the MONAI schema shipped in ``common/sharing/schema``
 - ``changelog``: the metadata version has a changelog entry
 - ``logging_conf``: every ``configs/*.conf`` names only logging's own classes and literal args
-  (:func:`logging_conf_problem`)
+  (:func:`common.sharing.logging_check.logging_conf_problem`)
 - ``model``: models/model.pt reads with ``torch.load(weights_only=True)`` as a finite state dict (medxfer's reader),
   and matches its card models/model.json
 - ``audit``: :func:`common.sharing.audit.audit_bundle` flags nothing (warn when it does)
@@ -23,6 +24,8 @@ folder on ``PYTHONPATH`` for its vendored ``scripts/``, as ``monai.bundle run`` 
 nothing before it failed and the audit flagged nothing; otherwise it is skipped and says why. ``--strict``
 turns every warning (unsigned, audit findings) into a failure. :func:`verified_bundle` is the context manager
 ``fetch``/``run``/``evaluate`` share: it yields the report with ``report.folder`` unpacked until the block ends.
+The report classes live in :mod:`common.sharing.verify_report`; they, ``logging_conf_problem`` and
+``importable_outside_scripts`` are importable from here too.
 
 Example:
     >>> report = verify_bundle("chest_xray_classification_v0.3.0.zip", trusted_keys="keys/")  # doctest: +SKIP
@@ -33,100 +36,34 @@ Example:
 from __future__ import annotations
 
 import argparse
-import ast
-import configparser
 import json
-import logging
-import logging.handlers
 import os
 import re
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.sharing.code_location import importable_outside_scripts
 from common.sharing.errors import SharingError
+from common.sharing.logging_check import logging_conf_problem, logging_conf_problems
 from common.sharing.manifest import SIGNATURE, check_manifest, file_sha256
 from common.sharing.safezip import received_bundle
 from common.sharing.signing import verify_signature
+from common.sharing.verify_report import STATUSES, Check, VerifyReport
 
 __all__ = ["SCHEMA", "STATUSES", "Check", "VerifyReport", "add_arguments", "importable_outside_scripts",
            "logging_conf_problem", "run", "verified_bundle", "verify_bundle"]
 
-STATUSES = ("pass", "fail", "warn", "skipped")
 #: MONAI's bundle metadata schema (MONAI-extra-test-data release 0.8.1), shipped so nothing is downloaded.
 SCHEMA = Path(__file__).with_name("schema") / "meta_schema_20240725.json"
 REQUIRED = ("configs/metadata.json", "configs/inference.json", "LICENSE", "docs/README.md")
 MODEL = "models/model.pt"
 #: Checks after which running the bundle's code is not considered.
 _GATES = ("unpack", "manifest", "signature", "required_files", "code_location", "metadata", "logging_conf")
-#: What Python imports from a folder on its path: a module here would shadow an installed one (torch, monai).
-_IMPORTABLE = ("*.py", "*.pyc", "*.so", "*.pyd", "*/__init__.py", "*/__init__.pyc", "*/__init__.so")
 NET_IN_OUT_TIMEOUT_S = 600
-
-
-@dataclass(frozen=True)
-class Check:
-    """One line of a report: check name, status (one of :data:`STATUSES`) and a one-line detail."""
-
-    name: str
-    status: str
-    detail: str
-
-    def line(self) -> str:
-        return f"{self.status.upper():<8} {self.name:<15} {self.detail}"
-
-
-@dataclass
-class VerifyReport:
-    """All checks of one bundle; ``ok`` when none failed. ``folder``: the bundle checked (inside the ``with``)."""
-
-    source: str
-    strict: bool = False
-    checks: list[Check] = field(default_factory=list)
-    folder: Path | None = None
-
-    def add(self, name: str, status: str, detail: str) -> Check:
-        """Record a check; under ``strict`` a warning is recorded as a failure."""
-        if status not in STATUSES:
-            raise ValueError(f"unknown check status {status!r}; choose from: {', '.join(STATUSES)}")
-        if self.strict and status == "warn":
-            status, detail = "fail", f"{detail} (--strict)"
-        check = Check(name, status, detail)
-        self.checks.append(check)
-        return check
-
-    def status(self, name: str) -> str | None:
-        return next((check.status for check in self.checks if check.name == name), None)
-
-    @property
-    def ok(self) -> bool:
-        return not self.failures()
-
-    def failures(self) -> list[Check]:
-        return [check for check in self.checks if check.status == "fail"]
-
-    def failure_summary(self) -> str:
-        """The failed checks as ``name: detail; ...`` (empty when ok)."""
-        return "; ".join(f"{check.name}: {check.detail}" for check in self.failures())
-
-    def counts(self) -> dict[str, int]:
-        return {status: sum(check.status == status for check in self.checks) for status in STATUSES}
-
-    def summary(self) -> str:
-        counts = self.counts()
-        return (f"verify {self.source}: {counts['pass']} passed, {counts['fail']} failed, {counts['warn']} warned, "
-                f"{counts['skipped']} skipped: {'OK' if self.ok else 'FAILED'}")
-
-    def to_text(self) -> str:
-        return "\n".join([*(check.line() for check in self.checks), self.summary()])
-
-    def to_json(self) -> dict[str, Any]:
-        return {"source": self.source, "strict": self.strict, "ok": self.ok, "counts": self.counts(),
-                "checks": [asdict(check) for check in self.checks]}
 
 
 def _check_signature(report: VerifyReport, folder: Path, trusted_keys: Path | None) -> None:
@@ -168,16 +105,6 @@ def _check_required(report: VerifyReport, folder: Path) -> None:
         report.add("required_files", "fail", "missing: " + ", ".join(missing))
     else:
         report.add("required_files", "pass", f"{', '.join(REQUIRED)} and {MODEL} present")
-
-
-def importable_outside_scripts(folder: Path) -> list[str]:
-    """Python modules and packages at the bundle root other than ``scripts/``, as sorted POSIX paths.
-
-    A bundle folder goes on ``PYTHONPATH`` (``net_in_out``, ``monai.bundle run``) ahead of the installed
-    packages, so a ``torch/__init__.py`` or ``monai.py`` there would be imported instead of the real one.
-    """
-    return sorted({path.relative_to(folder).as_posix() for pattern in _IMPORTABLE for path in folder.glob(pattern)
-                   if path.relative_to(folder).parts[0] != "scripts"})
 
 
 def _check_code_location(report: VerifyReport, folder: Path) -> None:
@@ -230,92 +157,8 @@ def _check_metadata(report: VerifyReport, folder: Path) -> None:
         report.add("changelog", "fail", f"configs/metadata.json: version {version!r} has no changelog entry")
 
 
-_LOGGING_MODULES = {"logging": logging, "logging.handlers": logging.handlers}
-_STREAMS = ("sys.stdout", "sys.stderr")
-
-
-def _dotted(node: ast.AST) -> str | None:
-    """``a.b.c`` for a name or attribute chain, else None."""
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        base = _dotted(node.value)
-        return None if base is None else f"{base}.{node.attr}"
-    return None
-
-
-def _logging_class_problem(node: ast.AST, formatter: bool) -> str | None:
-    dotted = _dotted(node)
-    if dotted is None:
-        return "is not a class name (fileConfig eval()s it)"
-    module, _, attribute = dotted.rpartition(".")
-    if not module:
-        if formatter:  # fileConfig's _resolve() runs __import__(name) on a formatter's class
-            return ("is a bare name, which fileConfig imports as a module (a Formatter.py in the working folder "
-                    "would run); write logging.Formatter")
-        module = "logging"  # a handler's class is eval()ed in the logging module's namespace
-    resolved = getattr(_LOGGING_MODULES.get(module), attribute, None)
-    if not (isinstance(resolved, type) and issubclass(resolved, logging.Handler | logging.Formatter)):
-        return "is not a handler or formatter class of logging or logging.handlers"
-    return None
-
-
-def _logging_literal_problem(node: ast.AST) -> str | None:
-    for sub in ast.walk(node):
-        if isinstance(sub, ast.Constant | ast.Tuple | ast.List | ast.Dict | ast.Set | ast.Load):
-            continue
-        dotted = _dotted(sub) if isinstance(sub, ast.Name | ast.Attribute) else None
-        if dotted and any(stream == dotted or stream.startswith(f"{dotted}.") for stream in _STREAMS):
-            continue
-        return f"is not a literal (a {type(sub).__name__}; only constants, containers, sys.stdout, sys.stderr)"
-    return None
-
-
-def _logging_value_problem(section: str, option: str, value: str) -> str | None:
-    if "%(" in value:
-        return "uses %(name)s interpolation, which fileConfig substitutes before its eval()"
-    try:
-        node = ast.parse(value.replace("%%", "%"), mode="eval").body  # the text fileConfig evaluates
-    except SyntaxError:
-        return "is not a Python expression"
-    if option == "class":
-        return _logging_class_problem(node, formatter=section.startswith("formatter_"))
-    return _logging_literal_problem(node)
-
-
-def logging_conf_problem(path: Path, folder: Path) -> str | None:
-    """Why ``logging.fileConfig`` would run code from the INI file ``path``, or None; names the file and section.
-
-    ``fileConfig`` eval()s a handler's ``class``, ``args`` and ``kwargs`` and imports a formatter's ``class``.
-    MONAI 1.6.1 checks this before applying a bundle's logging.conf (``monai.bundle.workflows.
-    _reject_executable_logging_config``, GHSA-wvpx-5qmp-46g3): class in ``logging``/``logging.handlers`` and a
-    Handler/Formatter subclass, args and kwargs literals plus ``sys.stdout``/``sys.stderr``. This mirrors those
-    rules instead of calling that private function, and closes two ways past it found while testing it:
-    it reads the raw text, while fileConfig evaluates values after ``%(name)s`` interpolation
-    (``args=("%(p)s",)`` with ``p=", __import__('os').system('x'), "`` passes MONAI's check and runs), so any
-    interpolation in these fields is refused; and it accepts a formatter ``class=Formatter``, which fileConfig
-    resolves with ``__import__('Formatter')``, running a ``Formatter.py`` from the working folder (MONAI runs a
-    bundle from its folder), so a formatter class must be written ``logging.Formatter``. Every section is
-    checked, ``[DEFAULT]`` included (its options reach every section).
-    """
-    name = path.relative_to(folder).as_posix()
-    parser = configparser.RawConfigParser()
-    try:
-        parser.read_string(path.read_text(encoding="utf-8"), source=name)
-    except (OSError, UnicodeDecodeError, configparser.Error) as exc:
-        return f"{name}: not a readable INI file ({' '.join(str(exc).split())})"
-    for section in [parser.default_section, *parser.sections()]:
-        for option in ("class", "args", "kwargs"):
-            value = parser[section].get(option, "").strip()
-            reason = _logging_value_problem(section, option, value) if value else None
-            if reason:
-                return f"{name}: [{section}] {option}={value!r} {reason}"
-    return None
-
-
 def _check_logging(report: VerifyReport, folder: Path) -> None:
-    files = sorted((folder / "configs").glob("*.conf"))
-    problems = [problem for path in files if (problem := logging_conf_problem(path, folder))]
+    files, problems = logging_conf_problems(folder)
     if problems:
         report.add("logging_conf", "fail", "; ".join(problems))
     else:
@@ -388,13 +231,14 @@ def _check_net_in_out(report: VerifyReport, folder: Path, flagged: int | None) -
     if blocker:
         report.add("net_in_out", "skipped", blocker)
         return
-    command = [sys.executable, "-m", "monai.bundle", "verify_net_in_out", "network_def",
-               "--meta_file", str(folder / "configs" / "metadata.json"),
-               "--config_file", str(folder / "configs" / "inference.json"),
-               "--device", "cpu", "--bundle_root", str(folder)]
-    path = os.pathsep.join(p for p in (str(folder), os.environ.get("PYTHONPATH", "")) if p)
+    from common.sharing.run import bundle_environment, monai_command
+
+    root = folder.resolve()  # the child starts in the bundle: a relative folder would name the wrong files
+    command = monai_command(["network_def", "--meta_file", str(root / "configs" / "metadata.json"),
+                             "--config_file", str(root / "configs" / "inference.json"),
+                             "--device", "cpu", "--bundle_root", str(root)], verb="verify_net_in_out")
     try:
-        done = subprocess.run(command, cwd=folder, env={**os.environ, "PYTHONPATH": path}, capture_output=True,
+        done = subprocess.run(command, cwd=root, env=bundle_environment(root), capture_output=True,
                               text=True, timeout=NET_IN_OUT_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
         report.add("net_in_out", "fail", f"configs/inference.json: network_def did not finish within "

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import random
 import stat
-import struct
-import warnings
 import zipfile
 from pathlib import Path
 
@@ -13,44 +11,10 @@ import pytest
 
 from common.sharing.errors import SharingError, UnsafeArchiveError
 from common.sharing.safezip import received_bundle, safe_extract
+from tests.sharing.conftest import lie_about_size, make_zip, patch_headers
 
 GOOD = {"demo/configs/metadata.json": b'{"version": "0.1.0"}', "demo/LICENSE": b"Apache-2.0\n",
         "demo/models/model.pt": bytes(range(256)) * 40}
-
-
-def make_zip(path: Path, entries: dict[str, bytes], mode: int | None = None, compression: int = zipfile.ZIP_DEFLATED,
-             ) -> Path:
-    """A zip of ``entries`` (name -> bytes); ``mode`` sets st_mode on every entry (file type included)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # zipfile warns on the duplicate names some tests need
-        with zipfile.ZipFile(path, "w", compression) as archive:
-            for name, data in entries.items() if isinstance(entries, dict) else entries:
-                info = zipfile.ZipInfo(name)
-                info.compress_type = compression
-                if mode is not None:
-                    info.external_attr = mode << 16
-                archive.writestr(info, data)
-    return path
-
-
-def patch_headers(path: Path, entry: str, fmt: str, local_at: int, central_at: int, value: int) -> None:
-    """Overwrite one field of ``entry``'s local and central headers (offsets from each header's signature)."""
-    data = bytearray(path.read_bytes())
-    name = entry.encode()
-    headers = ((b"PK\x03\x04", 26, 30, local_at), (b"PK\x01\x02", 28, 46, central_at))  # signature, name length, size
-    for signature, name_len_at, header, field_at in headers:
-        start = 0
-        while (start := data.find(signature, start)) != -1:
-            name_len = struct.unpack_from("<H", data, start + name_len_at)[0]
-            if bytes(data[start + header:start + header + name_len]) == name:
-                struct.pack_into(fmt, data, start + field_at, value)
-            start += 4
-    path.write_bytes(bytes(data))
-
-
-def lie_about_size(path: Path, entry: str, declared: int) -> None:
-    """Rewrite ``entry``'s uncompressed size in its local and central headers to ``declared``."""
-    patch_headers(path, entry, "<I", 22, 24, declared)
 
 
 def test_clean_archive_unpacks_into_one_folder(tmp_path: Path) -> None:
