@@ -182,6 +182,37 @@ def _configs_from_card(stage: Path) -> dict[str, Any]:
     return changed
 
 
+def _metadata_from_card(stage: Path) -> dict[str, Any]:
+    """Make ``network_data_format`` describe the model carried: outputs from the card's classes, the spatial shape
+    from its ``image_size`` / ``patch_size`` (a stage-2 head follows its data; a model trained at 32 px or on
+    96 px patches is checked and exported at that size). Returns what changed."""
+    card_file, meta_file = stage / "models" / "model.json", stage / "configs" / "metadata.json"
+    if not card_file.is_file():
+        return {}
+    card = json.loads(card_file.read_text(encoding="utf-8"))
+    metadata = json.loads(meta_file.read_text(encoding="utf-8"))
+    fmt = metadata.get("network_data_format") or {}
+    image, pred = (fmt.get("inputs") or {}).get("image") or {}, (fmt.get("outputs") or {}).get("pred") or {}
+    changed: dict[str, Any] = {}
+    names = card.get("class_names")
+    if names and pred and pred.get("num_channels") != len(names):
+        pred["num_channels"] = len(names)
+        pred["channel_def"] = {str(i): str(n) for i, n in enumerate(names)}
+        changed["outputs.pred.num_channels"] = len(names)
+    pre = card.get("preprocessing") or {}
+    size = pre.get("image_size", pre.get("patch_size"))
+    old = image.get("spatial_shape")
+    if isinstance(size, int) and isinstance(old, list) and len(old) == 2 and old != [size, size]:
+        image["spatial_shape"] = [size, size]
+        if pred.get("spatial_shape") == old:
+            pred["spatial_shape"] = [size, size]
+        changed["inputs.image.spatial_shape"] = [size, size]
+    if changed:
+        atomic_write_text(meta_file, json.dumps(metadata, indent=4, ensure_ascii=False) + "\n")
+        logger.info("metadata network_data_format set to the trained model's values: %s", changed)
+    return changed
+
+
 def _is_expression(value: Any) -> bool:
     return isinstance(value, str) and value.startswith(("$", "@", "%"))
 
@@ -249,7 +280,7 @@ def pack_bundle(bundle: str | os.PathLike, output: str | os.PathLike, version: s
         stage.mkdir()
         _copy_shared(root, stage)
         _set_release(stage, new_version, text)
-        from_card = _configs_from_card(stage)
+        from_card = _configs_from_card(stage) | _metadata_from_card(stage)
         _vendor(root, stage)
         provenance = build_provenance(root, datalist=datalist, version=new_version) | {"configs_from_card": from_card}
         atomic_write_json(stage / "docs" / "provenance.json", provenance)

@@ -305,3 +305,13 @@ def test_cli_error_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["pack", str(tmp_path / "nowhere"), "--output", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "not a folder" in err and len(err.splitlines()) == 1
+
+
+def test_metadata_describes_the_model_carried(unpacked: Path) -> None:
+    """Trained at 32 px: verify_net_in_out and the zoo's export run at the size the model was trained for."""
+    metadata = json.loads((unpacked / "configs" / "metadata.json").read_text())
+    card = json.loads((unpacked / "models" / "model.json").read_text())
+    image = metadata["network_data_format"]["inputs"]["image"]
+    pred = metadata["network_data_format"]["outputs"]["pred"]
+    assert image["spatial_shape"] == [card["preprocessing"]["image_size"]] * 2 == [32, 32]
+    assert pred["num_channels"] == len(card["class_names"])
