@@ -21,13 +21,14 @@ from common import docgen
 from common.cli import build_parser as common_parser
 from common.errors import ConfigError
 from common.experiments.__main__ import build_parser as experiments_parser
+from common.sharing.__main__ import build_parser as sharing_parser
 
 REPO = docgen.REPO
 DOCS = docgen.DOC_FILES
 IDS = [str(f.relative_to(REPO)) for f in DOCS]
 CARDS = [f for f in DOCS if f.parent.name == "docs"]
 
-PARSERS = {"common": common_parser, "common.experiments": experiments_parser}
+PARSERS = {"common": common_parser, "common.experiments": experiments_parser, "common.sharing": sharing_parser}
 
 
 def _without_generated(text: str) -> str:

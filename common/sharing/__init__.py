@@ -10,6 +10,10 @@ site checks what it received before anything runs:
 - :mod:`common.sharing.audit`: every ``$`` expression, ``_target_`` and ``imports`` entry, classified.
 - :mod:`common.sharing.pack`: a model-zoo-layout archive with provenance, version bump and vendored code.
 - :mod:`common.sharing.fetch`: from a folder registry, an http(s) URL or the Hugging Face Hub, then verify.
+- :mod:`common.sharing.registry`: a folder of archives with an ``index.json``.
+- :mod:`common.sharing.run` / :mod:`common.sharing.evaluate`: run a received bundle; evaluate it on this site's data
+  (:mod:`common.sharing.site`: the code-free ``site.json``).
+- :mod:`common.sharing.zoo`: the model-zoo CI checks, offline.
 
 Exit codes of every verb: 0 success; 1 the bundle failed verification or the audit flagged something;
 2 a usage or input error (one line on stderr).
