@@ -265,7 +265,8 @@ def _check_config(file: Path, config: Any) -> None:
             raise PackError(f"{where} still names {SOURCE_PACKAGE!r} after vendoring") from exc
 
 
-def _file_sha256(data: bytes) -> str:
+def _sha256(data: bytes) -> str:
+    """Hex sha256 of bytes in memory (the vendored text before and after renaming; not a file on disk)."""
     return hashlib.sha256(data).hexdigest()
 
 
@@ -311,8 +312,8 @@ def vendor_into(bundle_dir: str | Path) -> dict[str, Any]:
             packages |= third_party_imports(ast.parse(original), own=(SOURCE_PACKAGE, VENDOR_PACKAGE))
         atomic_write_text(dest, text)
         record["files"][f"{VENDOR_PACKAGE}/{relative.as_posix()}"] = {
-            "source": f"{SOURCE_PACKAGE}/{relative.as_posix()}", "sha256_source": _file_sha256(original.encode()),
-            "sha256": _file_sha256(text.encode()), "stub": module in stubs}
+            "source": f"{SOURCE_PACKAGE}/{relative.as_posix()}", "sha256_source": _sha256(original.encode()),
+            "sha256": _sha256(text.encode()), "stub": module in stubs}
     for file in _config_files(root):
         config = _rewrite_config(json.loads(file.read_text(encoding="utf-8")))
         if file.name == "metadata.json":
