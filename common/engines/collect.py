@@ -51,6 +51,7 @@ class PredictionCollector:
         self._probs: list[np.ndarray] = []
         self._labels: list[np.ndarray] = []
         self.filenames: list[str] = []
+        self._patients: list[object] = []
 
     def attach(self, engine: Engine) -> None:
         """Register with ``engine``: reset at start, collect every iteration, ``completed`` at the end."""
@@ -60,7 +61,7 @@ class PredictionCollector:
 
     def reset(self, engine: Engine | None = None) -> None:
         """Forget the previous run."""
-        self._probs, self._labels, self.filenames = [], [], []
+        self._probs, self._labels, self.filenames, self._patients = [], [], [], []
 
     def collect(self, engine: Engine) -> None:
         """Take the decollated items of the current iteration from ``engine.state.output``."""
@@ -72,9 +73,16 @@ class PredictionCollector:
             if self.label_key in item and item[self.label_key] is not None:
                 self._labels.append(_as_numpy(item[self.label_key]).reshape(-1))
             self.filenames.append(item_filename(item, self.image_key))
+            self._patients.append(item.get("patient_id"))
 
     def completed(self, engine: Engine) -> None:
         """Hook for subclasses; the plain collector only keeps the arrays."""
+
+    @property
+    def patient_ids(self) -> list[str] | None:
+        """Each image's ``patient_id`` (the datalist's), or ``None`` unless every image carries one."""
+        ids = [str(p) for p in self._patients if p is not None and str(p).strip()]
+        return ids if ids and len(ids) == len(self._patients) else None
 
     @property
     def y_prob(self) -> np.ndarray:

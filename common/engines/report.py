@@ -63,7 +63,8 @@ class ClassificationReportHandler(PredictionCollector):
         if self.calibration is not None and self.calibration.y_true.size:
             thresholds = choose_thresholds(self.calibration.y_true, self.calibration.y_prob)
         self.metrics = compute_classification_metrics(
-            y_true, y_prob, self.class_names, thresholds=thresholds, n_boot=self.n_boot, seed=self.seed
+            y_true, y_prob, self.class_names, thresholds=thresholds, n_boot=self.n_boot, seed=self.seed,
+            patient_ids=self.patient_ids,
         )
         write_classification_report(self.metrics, self.output_dir, y_true, y_prob, title=self.title)
         logger.info("evaluation report written to %s\n%s", self.output_dir, format_metrics_table(self.metrics))

@@ -16,6 +16,7 @@ from numpy.typing import ArrayLike
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, roc_auc_score, roc_curve
 
 from common.errors import ConfigError, DataError
+from common.metrics.bootstrap import resample_counts, resampling_unit
 from common.metrics.formatting import finite_or_none as _finite_or_none
 from common.metrics.formatting import mean_or_none as _mean_or_none
 
@@ -144,17 +145,21 @@ def _percentile_interval(values: np.ndarray, alpha: float) -> list[float] | None
 
 
 def bootstrap_auc_ci(
-    y_true: ArrayLike, y_prob: ArrayLike, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
+    y_true: ArrayLike, y_prob: ArrayLike, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05,
+    groups: Sequence[object] | None = None,
 ) -> dict[str, Any]:
-    """Percentile bootstrap intervals of the mean AUC and of each class's AUC, resampling images.
+    """Percentile bootstrap intervals of the mean AUC and of each class's AUC, resampling patients or images.
 
-    Each resample draws ``n_images`` rows with replacement from ``numpy.random.default_rng(seed)``. Its
-    mean AUC averages the classes defined in that resample; resamples with no defined class are skipped,
-    and a class's interval uses only the resamples where it is defined.
+    With ``groups`` (one patient id per image) each resample draws patients with replacement, every drawn
+    patient bringing all its images (a cluster bootstrap, :mod:`common.metrics.bootstrap`); without, it draws
+    ``n_images`` rows with replacement. Draws come from ``numpy.random.default_rng(seed)``. A resample's
+    mean AUC averages the classes defined in it; resamples with no defined class are skipped, and a class's
+    interval uses only the resamples where it is defined.
 
     Returns:
-        ``{"mean_auc_ci_low", "mean_auc_ci_high", "per_class_ci", "n_boot"}``; bounds are ``None`` and
-        ``per_class_ci`` entries ``None`` where no resample defines them (always so for ``n_boot=0``).
+        ``{"mean_auc_ci_low", "mean_auc_ci_high", "per_class_ci", "n_boot", "unit", "n_units"}`` (unit
+        ``"patient"`` or ``"image"``); bounds are ``None`` and ``per_class_ci`` entries ``None`` where no
+        resample defines them (always so for ``n_boot=0``).
 
     Example:
         >>> ci = bootstrap_auc_ci([[0], [1], [0], [1]], [[0.1], [0.9], [0.4], [0.6]], n_boot=50)
@@ -167,14 +172,14 @@ def bootstrap_auc_ci(
     if not 0 < alpha < 1:
         raise ConfigError(f"alpha must be in (0, 1); found {alpha}")
     n_images, n_classes = labels.shape
+    codes, n_units = resampling_unit(groups, n_images)
     rng = np.random.default_rng(seed)
     known = ~np.isnan(labels)
     aucs = np.full((n_boot, n_classes), np.nan)
     block = max(1, _BOOT_BLOCK_CELLS // n_images)
     for start in range(0, n_boot, block):
         size = min(block, n_boot - start)
-        rows = rng.integers(0, n_images, size=(size, n_images)) + n_images * np.arange(size)[:, None]
-        counts = np.bincount(rows.ravel(), minlength=size * n_images).reshape(size, n_images)
+        counts = resample_counts(rng, size, n_images, codes, n_units)
         for c in range(n_classes):
             rows_c = known[:, c]
             aucs[start : start + size, c] = rank_auc(labels[rows_c, c], probs[rows_c, c], counts[:, rows_c])
@@ -186,6 +191,8 @@ def bootstrap_auc_ci(
         "mean_auc_ci_high": mean_ci[1],
         "per_class_ci": [_percentile_interval(aucs[defined[:, c], c], alpha) for c in range(n_classes)],
         "n_boot": int(n_boot),
+        "unit": "image" if codes is None else "patient",
+        "n_units": n_units,
     }
 
 
@@ -250,6 +257,7 @@ def compute_classification_metrics(
     thresholds: ArrayLike | None = None,
     n_boot: int = 1000,
     seed: int = 0,
+    patient_ids: Sequence[object] | None = None,
 ) -> dict[str, Any]:
     """Every evaluation number of a multi-label classifier, as a JSON-serialisable dict (``None``, never NaN).
 
@@ -261,11 +269,14 @@ def compute_classification_metrics(
             ``None`` uses 0.5 for the ``at_threshold`` block too.
         n_boot: bootstrap resamples for the AUC intervals.
         seed: seed of the bootstrap generator.
+        patient_ids: one patient id per image: the intervals then resample patients (cluster bootstrap);
+            ``None`` resamples images.
 
     Returns:
         Keys ``n_images``, ``class_names``, ``per_class`` (name, auc, auc_ci, prevalence, n_positive, rmse,
-        ``at_0.5``, ``at_threshold``), ``mean_auc``, ``mean_auc_ci``, ``undefined_auc_classes``,
-        ``macro_at_0.5``, ``macro_at_threshold``, ``rmse``, ``threshold_source``.
+        ``at_0.5``, ``at_threshold``), ``mean_auc``, ``mean_auc_ci``, ``bootstrap`` (``unit`` patient or
+        image, ``n_units``, ``n_resamples``), ``undefined_auc_classes``, ``macro_at_0.5``,
+        ``macro_at_threshold``, ``rmse``, ``threshold_source``.
 
     Raises:
         DataError: shapes differ, names do not match the columns, or values are out of range.
@@ -277,7 +288,7 @@ def compute_classification_metrics(
     """
     labels, probs = _validate(y_true, y_prob, class_names)
     aucs = per_class_auc(labels, probs)
-    boot = bootstrap_auc_ci(labels, probs, n_boot=n_boot, seed=seed)
+    boot = bootstrap_auc_ci(labels, probs, n_boot=n_boot, seed=seed, groups=patient_ids)
     at_half = threshold_metrics(labels, probs, 0.5)
     at_cut = threshold_metrics(labels, probs, 0.5 if thresholds is None else thresholds)
     per_class = []
@@ -300,6 +311,7 @@ def compute_classification_metrics(
         "per_class": per_class,
         "mean_auc": _mean_or_none([_finite_or_none(a) for a in aucs]),
         "mean_auc_ci": [boot["mean_auc_ci_low"], boot["mean_auc_ci_high"]],
+        "bootstrap": {"unit": boot["unit"], "n_units": boot["n_units"], "n_resamples": boot["n_boot"]},
         "undefined_auc_classes": [str(name) for name, a in zip(class_names, aucs, strict=True) if np.isnan(a)],
         "macro_at_0.5": at_half["macro"],
         "macro_at_threshold": at_cut["macro"],

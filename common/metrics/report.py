@@ -76,6 +76,7 @@ def format_metrics_table(metrics: dict[str, Any]) -> str:
         f"- Mean AUC over {n_defined} classes [95% CI]: {_fmt_auc(metrics['mean_auc'], metrics['mean_auc_ci'])}",
         f"- RMSE of probabilities over known labels: {_fmt(metrics['rmse'], 4)}",
         f"- Images: {metrics['n_images']}",
+        f"- Confidence intervals: {_bootstrap_text(metrics.get('bootstrap'))}",
         f"- Thresholds: {metrics['threshold_source']}",
     ]
     if metrics["undefined_auc_classes"]:
@@ -234,3 +235,11 @@ def write_classification_report(
         save_predictions(tmp / PREDICTIONS_FILE, labels, probs, metrics["class_names"])
     logger.info("wrote evaluation report (%d images, %d classes) to %s", *expected, output_dir)
     return Path(output_dir)
+
+
+def _bootstrap_text(boot: dict | None) -> str:
+    """How the intervals were resampled, e.g. ``percentile bootstrap over 24 patients ..., 1000 resamples``."""
+    if not boot:
+        return "percentile bootstrap over images"
+    unit = "patients (cluster bootstrap: each patient's images together)" if boot["unit"] == "patient" else "images"
+    return f"percentile bootstrap over {boot['n_units']} {unit}, {boot['n_resamples']} resamples"

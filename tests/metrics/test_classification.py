@@ -184,7 +184,8 @@ def test_bootstrap_ci_contains_estimate_and_is_deterministic() -> None:
 
 def test_bootstrap_zero_resamples_gives_no_interval() -> None:
     ci = bootstrap_auc_ci(Y_TRUE, Y_PROB, n_boot=0)
-    assert ci == {"mean_auc_ci_low": None, "mean_auc_ci_high": None, "per_class_ci": [None, None], "n_boot": 0}
+    assert ci == {"mean_auc_ci_low": None, "mean_auc_ci_high": None, "per_class_ci": [None, None], "n_boot": 0,
+                  "unit": "image", "n_units": 6}
 
 
 @pytest.mark.parametrize(
