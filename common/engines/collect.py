@@ -68,12 +68,16 @@ class PredictionCollector:
         items = engine.state.output
         if isinstance(items, dict):
             raise DataError("PredictionCollector needs decollated output: give the evaluator a postprocessing")
-        for item in items:
+        # MONAI's evaluator output holds image, label and pred only; the datalist's other keys (patient_id)
+        # stay in the decollated batch, item for item.
+        batch = engine.state.batch if isinstance(engine.state.batch, list) else []
+        sources = batch if len(batch) == len(items) else items
+        for item, source in zip(items, sources, strict=True):
             self._probs.append(_as_numpy(item[self.pred_key]).reshape(-1))
             if self.label_key in item and item[self.label_key] is not None:
                 self._labels.append(_as_numpy(item[self.label_key]).reshape(-1))
             self.filenames.append(item_filename(item, self.image_key))
-            self._patients.append(item.get("patient_id"))
+            self._patients.append(source.get("patient_id") if isinstance(source, dict) else None)
 
     def completed(self, engine: Engine) -> None:
         """Hook for subclasses; the plain collector only keeps the arrays."""

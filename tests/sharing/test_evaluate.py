@@ -58,6 +58,8 @@ def test_sender_numbers_beside_the_site_numbers(plain: dict, archive: Path) -> N
     assert row["difference"] == pytest.approx(row["site"] - row["origin"])
     # the sender evaluated on the same synthetic test split: no shift, so the numbers agree
     assert row["site"] == pytest.approx(row["origin"], abs=1e-9)
+    site = json.loads(Path(plain["site_metrics"]).read_text())
+    assert site["bootstrap"]["unit"] == "patient"  # the datalist's patient ids reach the evaluator's intervals
     report = (Path(plain["site_metrics"]).parents[2] / "site_report.md").read_text()
     assert "| mean_auc |" in report and "sender" in report
 
