@@ -19,6 +19,7 @@ recovery only ever touches leftovers of this module whose writing process has en
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -36,7 +37,7 @@ from common.errors import MedxferError, OutputError
 
 __all__ = ["atomic_save", "atomic_torch_save", "atomic_write_text", "atomic_write_json", "atomic_directory",
            "recover_directory", "make_directory", "current_umask", "writer_alive", "output_error",
-           "temporary_folder"]  # fmt: skip
+           "temporary_folder", "file_sha256"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -386,3 +387,9 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     except OSError as err:
         shutil.rmtree(tmp, ignore_errors=True)
         raise OutputError("write", dest, err) from err
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The hex sha256 of the file at ``path`` (read in blocks by :func:`hashlib.file_digest`)."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()

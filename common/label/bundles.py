@@ -28,7 +28,7 @@ from monai.bundle import ConfigParser
 
 from common.errors import ConfigError, WeightsError
 from common.metrics.segmentation import labels_from_scores
-from common.networks.checkpoint_card import check_checkpoint, file_sha256, read_card
+from common.networks.checkpoint_card import check_checkpoint, file_sha256, read_card, trained_settings
 from common.networks.weights import read_state_dict
 
 __all__ = ["CLASSIFICATION", "SEGMENTATION", "LabelBundle", "NotTrainedError", "Predictor", "discover_bundles"]
@@ -115,13 +115,7 @@ class LabelBundle:
         A model trained at ``image_size=64`` is then served at 64 px without the user repeating it. Empty when
         there is no model or no card.
         """
-        card = read_card(self.model_path) if self.trained else None
-        if not card:
-            return {}
-        out = dict(card.get("preprocessing") or {})
-        if card.get("arch"):
-            out["arch"] = str(card["arch"])
-        return out
+        return trained_settings(read_card(self.model_path) if self.trained else None)
 
     @property
     def model_path(self) -> Path:

@@ -32,12 +32,13 @@ import torch
 import torch.nn as nn
 
 from common.errors import WeightsError
-from common.io import atomic_write_json
+from common.io import atomic_write_json, file_sha256
 
 __all__ = [
     "CARD_FORMAT",
     "card_path",
     "check_checkpoint",
+    "trained_settings",
     "file_sha256",
     "fingerprint",
     "make_card",
@@ -59,15 +60,6 @@ def fingerprint(value: Any) -> str:
         True
     """
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def card_path(model_path: str | os.PathLike) -> Path:
@@ -119,6 +111,20 @@ def make_card(model_path: str | os.PathLike, *, arch: str, class_names: Sequence
 def write_card(path: str | os.PathLike, card: Mapping[str, Any]) -> Path:
     """Write a card atomically."""
     return atomic_write_json(path, dict(card))
+
+
+def trained_settings(card: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Config overrides that reproduce what a model was trained with: its card's preprocessing and ``arch``.
+
+    A model trained at ``image_size=64`` is then served or evaluated at 64 px without the user repeating it.
+    Empty for ``None`` (no card).
+    """
+    if not card:
+        return {}
+    out = dict(card.get("preprocessing") or {})
+    if card.get("arch"):
+        out["arch"] = str(card["arch"])
+    return out
 
 
 def read_card(model_path: str | os.PathLike) -> dict[str, Any] | None:

@@ -59,7 +59,25 @@ def _record(folder: Path) -> tuple[dict[str, Any], str]:
     return files, ""
 
 
-def _compare(path: Path, entry: dict[str, Any]) -> tuple[str, str]:
+def _same_revision(folder: Path) -> bool:
+    """Whether the bundle says its code was vendored from exactly the medxfer commit installed here (both clean).
+
+    Only then must every vendored file equal this medxfer's source; vendored from another commit (or from a
+    checkout with uncommitted changes), a difference is expected and listed for review instead of flagged: the
+    sender's signature is what vouches for that code.
+    """
+    from common.sharing.provenance import source_revision
+
+    try:
+        record = json.loads((folder / VENDOR_RECORD).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    here = source_revision()
+    return (isinstance(record, dict) and bool(record.get("commit")) and record.get("commit") == here["commit"]
+            and record.get("dirty") is False and here["dirty"] is False)
+
+
+def _compare(path: Path, entry: dict[str, Any], same_revision: bool = True) -> tuple[str, str]:
     """(status, reason to flag or "") of a listed vendored file against this medxfer's source."""
     text = path.read_text(encoding="utf-8", errors="replace")
     if entry.get("stub"):
@@ -72,6 +90,8 @@ def _compare(path: Path, entry: dict[str, Any]) -> tuple[str, str]:
         return f"not compared: {source} is not in this medxfer ({common.__version__})", ""
     if unvendor_source(text) == installed.read_text(encoding="utf-8", errors="replace"):
         return f"identical to {source} of this medxfer ({common.__version__})", ""
+    if not same_revision:
+        return f"differs from {source} of this medxfer ({common.__version__}; vendored from another revision)", ""
     return "differs", f"differs from {source} of this medxfer ({common.__version__}) beyond the scripts imports"
 
 
@@ -81,6 +101,7 @@ def vendored_findings(root: Path) -> list[dict[str, Any]]:
     if not folder.is_dir():
         return []
     files, problem = _record(folder)
+    same_revision = _same_revision(folder)
     found = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file() or p.is_symlink()):
         rel = path.relative_to(root).as_posix()
@@ -99,7 +120,7 @@ def vendored_findings(root: Path) -> list[dict[str, Any]]:
             found.append(_finding(rel, f"sha256 {sha}", f"sha256 differs from {VENDOR_FOLDER}/{VENDOR_RECORD} "
                                                         f"({entry.get('sha256')})"))
         else:
-            status, reason = _compare(path, entry)
+            status, reason = _compare(path, entry, same_revision)
             found.append(_finding(rel, f"sha256 {sha} {status}", reason))
     for rel in sorted(set(files) - {f["file"] for f in found}):
         found.append(_finding(rel, "missing", f"listed in {VENDOR_FOLDER}/{VENDOR_RECORD} but not in the bundle"))

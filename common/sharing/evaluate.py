@@ -29,6 +29,7 @@ from typing import Any
 from common.errors import ConfigError
 from common.io import atomic_write_json, atomic_write_text, make_directory
 from common.sharing.errors import SharingError, VerificationError
+from common.sharing.run import bundle_environment, check_runnable, monai_command
 from common.sharing.site import SITE_FILE, load_site, remap_datalist, site_settings
 
 __all__ = ["add_arguments", "compare_metrics", "evaluate_received", "flatten_metrics", "run"]
@@ -103,28 +104,18 @@ def _verified(source: Path, trusted_keys: Path | None, strict: bool) -> Any:
     return report
 
 
-def _audited(bundle: Path, source: Path, trust: bool) -> None:
-    """Refuse ``bundle`` when its audit flags anything, unless ``trust``."""
-    from common.sharing.audit import audit_bundle
-
-    flagged = audit_bundle(bundle).flagged
-    if flagged and not trust:
-        raise VerificationError(f"{source}: the audit flags {len(flagged)} config entries (inspect with "
-                                "python -m common.sharing audit); --trust runs it anyway")
-
-
 def _monai_run(bundle: Path, configs: list[str], overrides: dict[str, Any], log: Path) -> None:
-    """Run ``configs`` of ``bundle`` with ``python -m monai.bundle run`` (workflow eval) in a subprocess."""
-    args_file = bundle / "site_args.json"
+    """Run ``configs`` of ``bundle`` with ``python -m monai.bundle run`` in a subprocess (the bundle root as working
+    folder and first on ``PYTHONPATH``, as :mod:`common.sharing.run` starts it); the site's settings go in an
+    args file beside the working copy, never into the bundle's own files."""
+    args_file = log.with_name("site_args.json")
     atomic_write_json(args_file, {"config_file": [str(bundle / "configs" / c) for c in configs],
                                   "meta_file": str(bundle / "configs" / "metadata.json"),
                                   "logging_file": str(bundle / "configs" / "logging.conf"),
                                   "bundle_root": str(bundle), **overrides})
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(bundle), os.environ.get("PYTHONPATH", "")]).rstrip(
-        os.pathsep))
     with open(log, "w", encoding="utf-8") as out:
-        done = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--args_file", str(args_file)],
-                              cwd=bundle, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
+        done = subprocess.run(monai_command(["--args_file", str(args_file)]), cwd=bundle,
+                              env=bundle_environment(bundle), stdout=out, stderr=subprocess.STDOUT, check=False)
     if done.returncode != 0:
         tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:] or ["(no output)"]
         raise SharingError(f"evaluation of {bundle} failed (status {done.returncode}): {tail[0]} (log: {log})")
@@ -144,7 +135,7 @@ def evaluate_received(source: str | os.PathLike, dataset_dir: str | os.PathLike 
         ConfigError: no dataset folder, or a bad site file.
         SharingError: the evaluation run failed (its log named).
     """
-    from common.networks.checkpoint_card import read_card
+    from common.networks.checkpoint_card import read_card, trained_settings
 
     src, out = Path(source), Path(output)
     site = load_site(site_file)
@@ -155,11 +146,9 @@ def evaluate_received(source: str | os.PathLike, dataset_dir: str | os.PathLike 
                           f"dataset_dir in {SITE_FILE}")
     report = _verified(src, Path(trusted_keys) if trusted_keys else None, strict)
     bundle = _prepare_copy(src, out)
-    _audited(bundle, src, trust)
+    check_runnable(bundle, trust=trust)  # the audit, logging files and code outside scripts/, as `run` refuses
     card = read_card(bundle / "models" / "model.pt") or {}
-    overrides: dict[str, Any] = {**dict(card.get("preprocessing") or {}), "dataset_dir": str(data_dir.resolve())}
-    if card.get("arch"):
-        overrides["arch"] = card["arch"]
+    overrides: dict[str, Any] = {**trained_settings(card), "dataset_dir": str(data_dir.resolve())}
     overrides.update(site_settings(bundle, site, str(site_file or SITE_FILE)))
     datalist = Path(site.get("datalist") or data_dir / "datalist.json")
     labels = None

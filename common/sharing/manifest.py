@@ -7,13 +7,12 @@ are the only files it does not list. Hashing reads in 1 MiB blocks through :func
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
-from common.io import atomic_write_json
+from common.io import atomic_write_json, file_sha256
 from common.sharing.errors import IntegrityError
 
 __all__ = [
@@ -32,12 +31,6 @@ MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 MANIFEST_FORMAT = "medxfer-manifest/1"
 _NOT_LISTED = {MANIFEST, SIGNATURE}
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """The hex sha256 of the file at ``path``."""
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def list_files(folder: str | os.PathLike) -> list[str]:

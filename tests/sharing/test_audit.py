@@ -195,11 +195,15 @@ def test_scripts_without_a_vendored_folder_is_flagged(host: Path, tmp_path: Path
     ("missing", "listed in scripts/vendored.json but not in the bundle"),
     ("stub_with_code", "a stub that holds code"),
 ], ids=["unlisted", "hash", "edited", "missing", "stub_with_code"])
-def test_tampered_vendored_code_is_flagged(host: Path, tmp_path: Path, tamper: str, reason: str) -> None:
+def test_tampered_vendored_code_is_flagged(host: Path, tmp_path: Path, tamper: str, reason: str,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
     root = _with(host, tmp_path)
     vendored = _vendor(root, "io.py")
     record_path = root / "scripts" / "vendored.json"
     record = json.loads(record_path.read_text())
+    # vendored from the very commit installed here: every file must equal this medxfer's source
+    monkeypatch.setattr("common.sharing.provenance.source_revision", lambda: {"commit": "c0ffee", "dirty": False})
+    record.update(commit="c0ffee", dirty=False)
     if tamper == "unlisted":
         (root / "scripts" / "extra.py").write_text("import os\nos.system('id')\n")
     elif tamper == "hash":
@@ -216,6 +220,24 @@ def test_tampered_vendored_code_is_flagged(host: Path, tmp_path: Path, tamper: s
     record_path.write_text(json.dumps(record))
     flagged = audit_bundle(root).flagged
     assert [f.kind for f in flagged] == ["vendored"] and reason in flagged[0].reason, [f.line() for f in flagged]
+
+
+def test_code_vendored_from_another_revision_is_listed_for_review(host: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sender on another medxfer commit ships other code; the signature vouches for it, the audit lists it."""
+    root = _with(host, tmp_path)
+    vendored = _vendor(root, "io.py")
+    vendored.write_text(vendored.read_text() + "\n# a later medxfer\n")
+    record_path = root / "scripts" / "vendored.json"
+    record = json.loads(record_path.read_text())
+    record["files"]["scripts/io.py"]["sha256"] = hashlib.sha256(vendored.read_bytes()).hexdigest()
+    record.update(commit="0ther", dirty=False)
+    record_path.write_text(json.dumps(record))
+    monkeypatch.setattr("common.sharing.provenance.source_revision", lambda: {"commit": "c0ffee", "dirty": False})
+    report = audit_bundle(root)
+    assert report.flagged == []
+    listed = {f.file: f.text for f in report.findings if f.kind == "vendored"}
+    assert "vendored from another revision" in listed["scripts/io.py"]
 
 
 def test_unvendor_reverses_import_lines_only() -> None:
