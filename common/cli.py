@@ -22,13 +22,17 @@ logger = logging.getLogger("common.cli")
 
 def _prepare_chestxray14(args: argparse.Namespace) -> None:
     from common.data import CHESTXRAY14_FINDINGS, load_chestxray14_datalist, summarise_datalist
+    from common.data.chestxray14_boxes import BBOX_CSV_NAME, count_boxes
     from common.io import atomic_write_json
 
     datalist = load_chestxray14_datalist(
         args.dataset_dir, val_fraction=args.val_fraction, seed=args.seed, check_images=not args.no_check_images
     )
     atomic_write_json(args.output, datalist)
-    sys.stdout.write(f"wrote {args.output}\n{summarise_datalist(datalist, CHESTXRAY14_FINDINGS)}\n")
+    boxes = count_boxes(datalist)
+    box_line = (f"attached {sum(boxes.values())} box(es) of {BBOX_CSV_NAME} per split: {boxes}\n"
+                if (Path(args.dataset_dir) / BBOX_CSV_NAME).is_file() else "")
+    sys.stdout.write(f"wrote {args.output}\n{box_line}{summarise_datalist(datalist, CHESTXRAY14_FINDINGS)}\n")
 
 
 def _prepare_chestmnist(args: argparse.Namespace) -> None:

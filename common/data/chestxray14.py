@@ -262,6 +262,16 @@ def _resolve_paths(root: Path, records: Sequence[ChestXray14Record], check_image
     return {record.image: on_disk.get(record.image, f"images/{record.image}") for record in records}
 
 
+def _attach_box_file(root: Path, datalist: dict[str, list[dict[str, Any]]]) -> None:
+    """Attach ``BBox_List_2017.csv``'s boxes when the file is in ``root`` (see :mod:`common.data.chestxray14_boxes`)."""
+    # Imported here: chestxray14_boxes takes the finding vocabulary from this module.
+    from common.data.chestxray14_boxes import BBOX_CSV_NAME, attach_boxes, read_bbox_list
+
+    if (root / BBOX_CSV_NAME).is_file():
+        count = attach_boxes(datalist, read_bbox_list(root / BBOX_CSV_NAME))
+        logger.info("attached %d box(es) of %s to the datalist", count, BBOX_CSV_NAME)
+
+
 def load_chestxray14_datalist(
     dataset_dir: str | os.PathLike,
     val_fraction: float = 0.1,
@@ -274,7 +284,9 @@ def load_chestxray14_datalist(
     The official ``train_val_list.txt`` / ``test_list.txt`` decide the test split when present;
     otherwise ``test_fraction`` of the patients is drawn as test (images in neither official list are
     left out, with a warning). Validation is ``val_fraction`` of the train_val patients. Both draws
-    are seeded. The result is verified, never repaired: a patient in two splits is an error.
+    are seeded. The result is verified, never repaired: a patient in two splits is an error. When
+    ``BBox_List_2017.csv`` is in the folder, items of images with boxes get ``"boxes"``
+    (:func:`common.data.chestxray14_boxes.attach_boxes`).
 
     Args:
         dataset_dir: folder holding ``Data_Entry_2017.csv`` (or the v2020 file) and the images.
@@ -285,11 +297,12 @@ def load_chestxray14_datalist(
 
     Returns:
         ``{"training": [...], "validation": [...], "test": [...]}``; items are
-        ``{"image": "images/00000001_000.png", "label": [14 floats], "patient_id": "1"}``.
+        ``{"image": "images/00000001_000.png", "label": [14 floats], "patient_id": "1"}``, plus
+        ``"boxes": [{"finding": "Mass", "x": .., "y": .., "w": .., "h": ..}]`` for images with boxes.
 
     Raises:
-        DataError: on a missing CSV, bad rows or lists, a patient in two splits, an empty split or
-            (``check_images``) missing, empty or truncated images.
+        DataError: on a missing CSV, bad rows or lists, a patient in two splits, an empty split,
+            (``check_images``) missing, empty or truncated images, or a bad ``BBox_List_2017.csv`` row.
 
     Example:
         >>> datalist = load_chestxray14_datalist("/data/nih", val_fraction=0.1)  # doctest: +SKIP
@@ -315,6 +328,7 @@ def load_chestxray14_datalist(
         split: [{"image": paths[r.image], "label": list(r.labels), "patient_id": r.patient_id} for r in items]
         for split, items in splits.items()
     }
+    _attach_box_file(root, datalist)
     check_patient_disjoint(datalist)
     check_nonempty_splits(
         datalist,

@@ -36,6 +36,8 @@ __all__ = ["load_datalist", "load_inputs", "list_images", "MissingInputs", "requ
 
 IMAGE_SUFFIXES = (".png", ".dcm", ".dicom", ".jpg", ".jpeg")
 _ITEM_EXAMPLE = '{"image": "images/00000001_000.png", "label": [0, 1, ...]}'
+# Evaluation-only annotations (a variable number per image, which would not batch): read by common.explain, not here.
+_NOT_BATCHED = ("boxes",)
 
 
 class MissingInputs(Sequence):
@@ -157,6 +159,9 @@ def load_datalist(
 ) -> list[dict[str, Any]] | MissingInputs:
     """Load split ``key`` of a datalist JSON with image paths made absolute against ``base_dir``.
 
+    Items keep their keys except ``boxes`` (localisation boxes, read by :mod:`common.explain`): a variable
+    number per image would not batch in a DataLoader.
+
     Args:
         datalist: JSON file ``{"training": [...], "validation": [...], "test": [...]}``.
         key: the split to return.
@@ -208,7 +213,7 @@ def load_datalist(
             resolved = guard.outside(path) if guard is not None else None
             if resolved is not None:
                 raise DataError(_outside_message(where, name, paths[name], resolved, base, guard.root))
-        out.append({**item, **absolute})
+        out.append({**{k: v for k, v in item.items() if k not in _NOT_BATCHED}, **absolute})
     if check_images:
         files = [it[name] for it in out for name in keys]
         missing = [path for path in files if not os.path.isfile(path)]
