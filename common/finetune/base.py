@@ -69,10 +69,36 @@ class FinetuneStrategy:
     """
 
     lr_scheduler: Any = None
+    #: the bundle's ``pretrained`` load (``"@pretrained_report"``); see :meth:`new_groups`.
+    transfer_report: Any = None
 
     def groups(self, model: nn.Module) -> list[LayerGroup]:
         """The model's layer groups (input -> output, last is ``head``)."""
         return layer_groups(unwrap(model))
+
+    def new_groups(self, model: nn.Module) -> set[str]:
+        """Names of the groups below the head that received no pretrained weight at all (issue 16 item 8).
+
+        A segmenter built on a pretrained encoder has randomly initialised blocks besides its head (Swin UNETR's
+        ``encoder``/``decoder`` convolutions, a UNet decoder): they are not "backbone". LP, LP-FT, gradual
+        unfreezing and discriminative rates treat them like the head (trained from the start, at the base lr).
+        Known from :attr:`transfer_report`; empty without one, and empty when nothing was loaded at all (a
+        network trained from scratch keeps its groups: LP on random features is then the scratch baseline).
+        """
+        report = self.transfer_report
+        loaded = set(getattr(report, "loaded", None) or [])
+        if not loaded:
+            return set()
+        inner = unwrap(model)
+        return {g.name for g in self.groups(model)[:-1]
+                if (names := [n for n, _ in group_parameters(inner, g)]) and not loaded.intersection(names)}
+
+    def split_groups(self, model: nn.Module) -> tuple[list[LayerGroup], list[LayerGroup]]:
+        """``(pretrained backbone groups, trained-from-the-start groups)``: the latter are the new groups and the
+        head, in network order."""
+        groups, new = self.groups(model), self.new_groups(model)
+        backbone = [g for g in groups[:-1] if g.name not in new]
+        return backbone, [g for g in groups[:-1] if g.name in new] + [groups[-1]]
 
     def make_group(self, model: nn.Module, group: LayerGroup, lr: float, weight_decay: float) -> dict[str, Any]:
         """One optimizer group dict for a layer group."""

@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from common.errors import ConfigError
 from common.finetune.base import FinetuneStrategy, log_param_groups, unwrap
-from common.finetune.strategies.discriminative import check_decay, layerwise_lrs
+from common.finetune.strategies.discriminative import check_decay, layerwise_rates
 
 __all__ = ["GradualUnfreezing", "ORDERS"]
 
@@ -44,10 +44,13 @@ class GradualUnfreezing(FinetuneStrategy):
         discriminative: layer-wise learning rates as :class:`~common.finetune.strategies.discriminative.
             DiscriminativeLR` (default off: every group at ``base_lr``, the strategy reported as plain gradual).
         decay: the per-group multiplier with ``discriminative`` (in (0, 1]).
+        transfer_report: the bundle's ``pretrained`` load report: groups without any pretrained weight train
+            from epoch 1 with the head and are not in the unfreezing schedule (:meth:`FinetuneStrategy.new_groups`).
     """
 
     def __init__(self, every_n_epochs: int = 1, order: str = "last_to_first", discriminative: bool = False,
-                 decay: float = 1 / 2.6) -> None:
+                 decay: float = 1 / 2.6, transfer_report: Any = None) -> None:
+        self.transfer_report = transfer_report
         if int(every_n_epochs) < 1:
             raise ConfigError(f"GradualUnfreezing every_n_epochs must be >= 1, got {every_n_epochs}")
         if order not in ORDERS:
@@ -57,20 +60,20 @@ class GradualUnfreezing(FinetuneStrategy):
         self._model: nn.Module | None = None
 
     def schedule(self, model: nn.Module) -> list[str]:
-        """Backbone group names in the order they are unfrozen."""
-        backbone = [g.name for g in self.groups(model)[:-1]]
+        """Pretrained backbone group names in the order they are unfrozen."""
+        backbone = [g.name for g in self.split_groups(model)[0]]
         return backbone[::-1] if self.order == "last_to_first" else backbone
 
     def trainable_at(self, model: nn.Module, epoch: int) -> list[str]:
         """Names of the groups that train during ``epoch`` (1-based), the head first."""
         unfrozen = self.schedule(model)[: (epoch - 1) // self.every_n_epochs]
-        return ["head", *unfrozen]
+        return ["head", *sorted(self.new_groups(model)), *unfrozen]
 
     def param_groups(self, model: nn.Module, base_lr: float, weight_decay: float = 0.0) -> list[dict[str, Any]]:
         self._model = model
         self._apply(model, 1)
         layer_groups = self.groups(model)
-        rates = (layerwise_lrs(len(layer_groups), base_lr, self.decay) if self.discriminative
+        rates = (layerwise_rates(layer_groups, self.new_groups(model), base_lr, self.decay) if self.discriminative
                  else [base_lr] * len(layer_groups))
         groups = [self.make_group(model, g, lr, weight_decay) for g, lr in zip(layer_groups, rates, strict=True)]
         log_param_groups(groups, unwrap(model))

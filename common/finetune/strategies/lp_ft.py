@@ -35,9 +35,13 @@ class LPFT(FinetuneStrategy):
         lp_epochs: epochs of linear probing (>= 1).
         ft_lr_scale: learning-rate multiplier for the fine-tuning phase (> 0; the paper uses a smaller lr).
         hold_bn_stats: keep BatchNorm running statistics frozen in the fine-tuning phase too.
+        transfer_report: the bundle's ``pretrained`` load report: groups without any pretrained weight train
+            with the head in the LP phase (:meth:`FinetuneStrategy.new_groups`).
     """
 
-    def __init__(self, lp_epochs: int = 1, ft_lr_scale: float = 0.1, hold_bn_stats: bool = False) -> None:
+    def __init__(self, lp_epochs: int = 1, ft_lr_scale: float = 0.1, hold_bn_stats: bool = False,
+                 transfer_report: Any = None) -> None:
+        self.transfer_report = transfer_report
         if int(lp_epochs) < 1:
             raise ConfigError(f"LPFT lp_epochs must be >= 1, got {lp_epochs}")
         if float(ft_lr_scale) <= 0:
@@ -48,11 +52,11 @@ class LPFT(FinetuneStrategy):
         self._base: dict[str, float] = {}
 
     def param_groups(self, model: nn.Module, base_lr: float, weight_decay: float = 0.0) -> list[dict[str, Any]]:
-        *backbone, head = self.groups(model)
+        backbone, trained = self.split_groups(model)
         self._model = model
         self.set_trainable(model, backbone, False)
-        self.set_trainable(model, [head], True)
-        groups = [self.make_group(model, g, base_lr, weight_decay) for g in (*backbone, head)]
+        self.set_trainable(model, trained, True)
+        groups = [self.make_group(model, g, base_lr, weight_decay) for g in self.groups(model)]
         self._base = {g["name"]: base_lr for g in groups}
         log_param_groups(groups, unwrap(model))
         return groups
