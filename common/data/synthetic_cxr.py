@@ -3,8 +3,10 @@
 :func:`generate_chestxray14` writes ``images/{patient:08d}_{follow:03d}.png``, ``Data_Entry_2017.csv``
 (the exact 2017 format: bracketed header columns, trailing comma, 12 fields) and patient-disjoint
 ``train_val_list.txt`` / ``test_list.txt``, so the real adapter (:mod:`common.data.chestxray14`) and
-the bundles run unchanged on it. Each finding is an independent coin flip with probability
-``prevalence`` and, when present, is drawn by its sign in :data:`FINDING_SIGNS`.
+the bundles run unchanged on it, and ``BBox_List_2017.csv`` (NIH's format) with a box around every
+drawn sign of NIH's 8 boxed findings, in pixels of the written image (:mod:`common.data.synthetic_cxr_boxes`).
+Each finding is an independent coin flip with probability ``prevalence`` and, when present, is drawn by its sign
+in :data:`FINDING_SIGNS`.
 """
 
 from __future__ import annotations
@@ -19,13 +21,22 @@ import cv2
 import numpy as np
 
 from common.data.chestxray14 import CHESTXRAY14_FINDINGS, NO_FINDING
+from common.data.chestxray14_boxes import BBOX_CSV_NAME, FindingBox, format_bbox_list
 from common.data.splits import group_by_split, patient_split
 from common.data.synthetic_cxr_anatomy import draw_anatomy, sample_anatomy
+from common.data.synthetic_cxr_boxes import BOXED_FINDINGS, sign_boxes
 from common.data.synthetic_cxr_signs import FINDING_SIGNS
 from common.errors import ConfigError, DataError
 from common.io import atomic_directory, atomic_write_text
 
-__all__ = ["SyntheticCase", "render_chest", "sample_cases", "generate_chestxray14", "DATA_ENTRY_2017_HEADER"]
+__all__ = [
+    "SyntheticCase",
+    "render_chest",
+    "render_chest_with_boxes",
+    "sample_cases",
+    "generate_chestxray14",
+    "DATA_ENTRY_2017_HEADER",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +66,10 @@ class SyntheticCase:
         return "|".join(names) or NO_FINDING
 
 
-def render_chest(labels: Sequence[float], rng: np.random.Generator, image_size: int = 128) -> np.ndarray:
-    """Render one synthetic frontal chest radiograph showing the findings flagged in ``labels``.
+def render_chest_with_boxes(
+    labels: Sequence[float], rng: np.random.Generator, image_size: int = 128
+) -> tuple[np.ndarray, list[tuple[str, tuple[int, int, int, int]]]]:
+    """Render one synthetic frontal chest radiograph showing the findings flagged in ``labels``, and box its signs.
 
     The anatomy, every finding's sign and the noise draw from separate child generators spawned from
     ``rng``, so the same ``rng`` state with and without a finding gives images that differ only by
@@ -68,12 +81,9 @@ def render_chest(labels: Sequence[float], rng: np.random.Generator, image_size: 
         image_size: output side in pixels.
 
     Returns:
-        ``image_size x image_size`` uint8 grey image.
-
-    Example:
-        >>> img = render_chest([0.0] * 14, np.random.default_rng(0), 64)
-        >>> img.shape, img.dtype
-        ((64, 64), dtype('uint8'))
+        ``image_size x image_size`` uint8 grey image, and ``(finding, (x, y, w, h))`` boxes in its pixel grid
+        around the signs of the :data:`~common.data.synthetic_cxr_boxes.BOXED_FINDINGS` present (NIH's 8 boxed
+        findings; see :func:`~common.data.synthetic_cxr_boxes.sign_boxes`).
     """
     if len(labels) != len(CHESTXRAY14_FINDINGS):
         raise DataError(f"render_chest needs {len(CHESTXRAY14_FINDINGS)} labels, got {len(labels)}")
@@ -82,12 +92,26 @@ def render_chest(labels: Sequence[float], rng: np.random.Generator, image_size: 
     img = draw_anatomy(anatomy)
     sign_rng = dict(zip(CHESTXRAY14_FINDINGS, sign_rngs, strict=True))
     present = {name for name, value in zip(CHESTXRAY14_FINDINGS, labels, strict=True) if value}
+    boxes: list[tuple[str, tuple[int, int, int, int]]] = []
     for name, draw in FINDING_SIGNS.items():
         if name in present:
-            img = draw(img, anatomy, sign_rng[name])
+            before, img = img, draw(img, anatomy, sign_rng[name])
+            if name in BOXED_FINDINGS:
+                boxes.extend((name, box) for box in sign_boxes(before, img))
     img = cv2.GaussianBlur(img, (0, 0), max(0.5, 0.004 * image_size))
     img = img + noise_rng.normal(0.0, 0.025, img.shape).astype(np.float32)
-    return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8), boxes
+
+
+def render_chest(labels: Sequence[float], rng: np.random.Generator, image_size: int = 128) -> np.ndarray:
+    """The image of :func:`render_chest_with_boxes` (same arguments), without the boxes.
+
+    Example:
+        >>> img = render_chest([0.0] * 14, np.random.default_rng(0), 64)
+        >>> img.shape, img.dtype
+        ((64, 64), dtype('uint8'))
+    """
+    return render_chest_with_boxes(labels, rng, image_size)[0]
 
 
 def sample_cases(
@@ -163,7 +187,7 @@ def generate_chestxray14(
     Example:
         >>> root = generate_chestxray14("/tmp/cxr14", n_patients=20, image_size=64)  # doctest: +SKIP
         >>> sorted(p.name for p in root.iterdir())  # doctest: +SKIP
-        ['Data_Entry_2017.csv', 'images', 'test_list.txt', 'train_val_list.txt']
+        ['BBox_List_2017.csv', 'Data_Entry_2017.csv', 'images', 'test_list.txt', 'train_val_list.txt']
     """
     root = Path(output_dir)
     cases = sample_cases(n_patients, images_per_patient, prevalence, seed)
@@ -174,12 +198,16 @@ def generate_chestxray14(
         raise ConfigError(
             f"{n_patients} patient(s) with test_fraction={test_fraction} leave a split list empty; add patients"
         )
+    boxes: list[FindingBox] = []
     with atomic_directory(root / "images") as image_dir:
         for case in cases:
             rng = np.random.default_rng([seed, case.patient_id, case.follow_up])
-            if not cv2.imwrite(str(image_dir / case.image), render_chest(case.labels, rng, image_size)):
+            image, signs = render_chest_with_boxes(case.labels, rng, image_size)
+            if not cv2.imwrite(str(image_dir / case.image), image):
                 raise DataError(f"could not write {image_dir / case.image}")
+            boxes.extend(FindingBox(case.image, name, *box) for name, box in signs)
     atomic_write_text(root / "Data_Entry_2017.csv", _data_entry_text(cases, image_size))
+    atomic_write_text(root / BBOX_CSV_NAME, format_bbox_list(boxes))
     for split, name in (("train_val", "train_val_list.txt"), ("test", "test_list.txt")):
         atomic_write_text(root / name, "".join(f"{c.image}\n" for c in groups[split]))
     logger.info("synthetic ChestX-ray14: %d images of %d patients in %s", len(cases), n_patients, root)
