@@ -131,8 +131,20 @@ def _probe_cutoff(args: argparse.Namespace) -> None:
     sys.stdout.write(format_table(rows) + "\n")
 
 
+def _explain_eval(args: argparse.Namespace) -> None:
+    from common.explain.bundle import evaluate_pointing_game, format_pointing_table
+
+    result = evaluate_pointing_game(args.bundle_root, args.dataset_dir, args.datalist, args.split,
+                                    configs_dir=args.configs, batch_size=args.batch_size,
+                                    tolerance_px=args.tolerance_px, iou_threshold=args.iou_threshold,
+                                    n_boot=args.n_boot, seed=args.seed)  # fmt: skip
+    out = Path(args.bundle_root) / "explanations"
+    sys.stdout.write(f"wrote {out / 'pointing_game.json'} and {out / 'pointing_game.md'}\n"
+                     f"{format_pointing_table(result)}")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m common`` argument parser (sub-commands prepare-data, generate-data, demo, probe-cutoff)."""
+    """The ``python -m common`` argument parser (prepare-data, generate-data, demo, probe-cutoff, explain-eval)."""
     parser = argparse.ArgumentParser(prog="python -m common", description=__doc__.split("\n")[0])
     parser.add_argument("--debug", action="store_true",
                         help=f"show the full traceback of a user error (or set {DEBUG_ENV}=1)")
@@ -232,6 +244,21 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--max-batches", type=int, help="use at most this many batches of each split")
     probe.add_argument("--num-workers", type=int, help="DataLoader workers reading images (default: the bundle's)")
     probe.set_defaults(func=_probe_cutoff)
+
+    explain = commands.add_parser("explain-eval", help="pointing game + IoU of a trained classifier's Grad-CAM "
+                                  "against the datalist's boxes (BBox_List_2017.csv)")  # fmt: skip
+    explain.add_argument("--bundle-root", required=True, type=Path, help="bundle_root holding models/model.pt "
+                         "(and configs/ unless --configs); results go to its explanations/")  # fmt: skip
+    explain.add_argument("--dataset-dir", required=True, type=Path, help="dataset folder (image paths start here)")
+    explain.add_argument("--datalist", type=Path, help="datalist JSON with boxes (default DATASET_DIR/datalist.json)")
+    explain.add_argument("--split", default="test", help="datalist split to evaluate")
+    explain.add_argument("--configs", type=Path, help="the bundle's configs/ folder (default BUNDLE_ROOT/configs)")
+    explain.add_argument("--batch-size", type=int, default=8)
+    explain.add_argument("--tolerance-px", type=float, default=15.0, help="pointing-game tolerance per 1024 px")
+    explain.add_argument("--iou-threshold", type=float, default=0.5, help="IoU region: map >= this x its max")
+    explain.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of the boxes")
+    explain.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    explain.set_defaults(func=_explain_eval)
     return parser
 
 

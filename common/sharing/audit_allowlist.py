@@ -27,8 +27,8 @@ __all__ = ["BUNDLE_LIBRARY", "DANGEROUS_STRING", "LIBRARIES", "MONAI_GLOBALS", "
 MONAI_GLOBALS = {"monai": "monai", "torch": "torch", "np": "numpy", "numpy": "numpy"}
 LIBRARIES = ("monai", "torch", "torchvision", "numpy")
 #: medxfer's bundle library inside ``common`` (and vendored ``scripts``); the rest is tooling (servers, runners)
-BUNDLE_LIBRARY = frozenset({"bundle_settings", "data", "engines", "finetune", "losses", "metrics", "networks",
-                            "transforms", "errors", "io"})
+BUNDLE_LIBRARY = frozenset({"bundle_settings", "data", "engines", "explain", "finetune", "losses", "metrics",
+                            "networks", "transforms", "errors", "io"})
 #: builtins that only compute on their arguments
 SAFE_BUILTINS = frozenset({"abs", "all", "any", "bool", "dict", "divmod", "enumerate", "filter", "float", "frozenset",
                            "int", "isinstance", "issubclass", "len", "list", "map", "max", "min", "pow", "range",
