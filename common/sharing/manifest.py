@@ -21,6 +21,8 @@ __all__ = [
     "SIGNATURE",
     "build_manifest",
     "check_manifest",
+    "compare_listing",
+    "parse_manifest",
     "file_sha256",
     "list_files",
     "read_manifest",
@@ -72,8 +74,13 @@ def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:
     path = Path(folder) / MANIFEST
     if not path.is_file():
         raise IntegrityError(f"{MANIFEST}: missing from {folder}; a shared bundle carries one (pack writes it)")
+    return parse_manifest(path.read_bytes())
+
+
+def parse_manifest(raw: bytes) -> dict[str, Any]:
+    """The manifest in the bytes ``raw``, checked for shape (see :func:`read_manifest`)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise IntegrityError(f"{MANIFEST}: not valid JSON ({exc})") from exc
     if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT or not isinstance(data.get("files"), dict):
@@ -97,17 +104,30 @@ def check_manifest(folder: str | os.PathLike, digests: dict[str, str] | None = N
     """
     root = Path(folder)
     manifest = read_manifest(root)
-    expected: dict[str, dict[str, Any]] = manifest["files"]
-    present = set(list_files(root))
-    added = sorted(present - set(expected))
-    removed = sorted(set(expected) - present)
     known = digests or {}
-    changed = [name for name in sorted(present & set(expected))
-               if (root / name).stat().st_size != expected[name]["size"]
-               or (known.get(name) or file_sha256(root / name)) != expected[name]["sha256"]]
+    compare_listing(manifest, {name: ((root / name).stat().st_size,
+                                      lambda name=name: known.get(name) or file_sha256(root / name))
+                               for name in list_files(root)})
+    return manifest
+
+
+def compare_listing(manifest: dict[str, Any], present: dict[str, tuple[int, Any]]) -> None:
+    """Compare ``present`` (``{path: (size, sha256 or a function returning it)}``) with ``manifest``.
+
+    A hash is only computed for a file whose size matches. Raises :class:`IntegrityError` naming every changed,
+    added and removed file.
+    """
+    expected: dict[str, dict[str, Any]] = manifest["files"]
+    added = sorted(set(present) - set(expected))
+    removed = sorted(set(expected) - set(present))
+
+    def differs(name: str) -> bool:
+        size, sha = present[name]
+        return size != expected[name]["size"] or (sha() if callable(sha) else sha) != expected[name]["sha256"]
+
+    changed = [name for name in sorted(set(present) & set(expected)) if differs(name)]
     problems = [f"{name}: changed (sha256 or size differs from the manifest)" for name in changed]
     problems += [f"{name}: added (not in the manifest)" for name in added]
     problems += [f"{name}: removed (listed in the manifest, missing)" for name in removed]
     if problems:
         raise IntegrityError("; ".join(problems))
-    return manifest

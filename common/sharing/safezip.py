@@ -46,7 +46,8 @@ from typing import Any
 
 from common.sharing.errors import SharingError, UnsafeArchiveError
 
-__all__ = ["DEFAULT_MAX_FILES", "DEFAULT_MAX_RATIO", "DEFAULT_MAX_TOTAL_BYTES", "received_bundle", "safe_extract"]
+__all__ = ["DEFAULT_MAX_FILES", "DEFAULT_MAX_RATIO", "DEFAULT_MAX_TOTAL_BYTES", "check_entries", "received_bundle",
+           "safe_extract"]
 
 #: Far above any bundle we ship (a Swin UNETR bundle is under 300 MB), far below a zip bomb's output.
 DEFAULT_MAX_TOTAL_BYTES = 4 * 1024**3
@@ -92,8 +93,8 @@ def _entry_name_error(name: str) -> str | None:
     return None
 
 
-def _check_entries(archive: Path, infos: list[zipfile.ZipInfo], max_total_bytes: int, max_files: int,
-                   max_ratio: float) -> str:
+def check_entries(archive: Path, infos: list[zipfile.ZipInfo], max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
+                  max_files: int = DEFAULT_MAX_FILES, max_ratio: float = DEFAULT_MAX_RATIO) -> str:
     """Check every entry before anything is written; returns the single top-level folder name."""
     if len(infos) > max_files:
         raise UnsafeArchiveError(f"{archive}: {len(infos)} entries, more than the limit of {max_files} "
@@ -215,7 +216,7 @@ def safe_extract(archive: str | os.PathLike, destination: str | os.PathLike, *,
         infos = source.infolist()
         if not infos:
             raise UnsafeArchiveError(f"{archive}: an empty zip archive, expected a bundle folder <name>/")
-        name = _check_entries(archive, infos, max_total_bytes, max_files, max_ratio)
+        name = check_entries(archive, infos, max_total_bytes, max_files, max_ratio)
         final = destination / name
         if final.exists():
             raise SharingError(f"{final}: exists already; unpacking never writes over existing files")

@@ -25,7 +25,8 @@ from common.io import atomic_save, atomic_write_json, make_directory
 from common.sharing.errors import SignatureError
 from common.sharing.manifest import MANIFEST, SIGNATURE
 
-__all__ = ["key_id", "keygen", "load_private_key", "load_trusted_keys", "sign_manifest", "verify_signature"]
+__all__ = ["key_id", "keygen", "load_private_key", "load_trusted_keys", "sign_manifest", "verify_manifest_bytes",
+           "verify_signature"]
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:
@@ -119,12 +120,19 @@ def verify_signature(folder: str | os.PathLike, trusted_keys: str | os.PathLike)
         SignatureError: unsigned, malformed signature file, key not trusted, or signature does not match.
     """
     root = Path(folder)
-    keys = load_trusted_keys(trusted_keys)
     sig_path = root / SIGNATURE
     if not sig_path.is_file():
+        load_trusted_keys(trusted_keys)  # a missing keys folder is named first
         raise SignatureError(f"{SIGNATURE}: missing; the bundle is not signed (pack --sign KEY signs it)")
+    return verify_manifest_bytes((root / MANIFEST).read_bytes(), sig_path.read_bytes(), trusted_keys)
+
+
+def verify_manifest_bytes(manifest: bytes, signature_file: bytes, trusted_keys: str | os.PathLike) -> str:
+    """Check the ``manifest.sig`` content ``signature_file`` over the ``manifest.json`` bytes ``manifest`` with a key
+    from ``trusted_keys``; returns its id (see :func:`verify_signature`)."""
+    keys = load_trusted_keys(trusted_keys)
     try:
-        record = json.loads(sig_path.read_text(encoding="utf-8"))
+        record = json.loads(signature_file.decode("utf-8"))
         signature = base64.b64decode(record["signature"], validate=True)
         kid = str(record["key_id"])
     except (ValueError, KeyError, TypeError) as exc:
@@ -134,7 +142,7 @@ def verify_signature(folder: str | os.PathLike, trusted_keys: str | os.PathLike)
     if kid not in keys:
         raise SignatureError(f"{SIGNATURE}: signed by key {kid}, which is not among the trusted keys in {trusted_keys}")
     try:
-        keys[kid].verify(signature, (root / MANIFEST).read_bytes())
+        keys[kid].verify(signature, manifest)
     except InvalidSignature as exc:
         raise SignatureError(f"{SIGNATURE}: does not match {MANIFEST} (altered after signing, or forged)") from exc
     return kid

@@ -46,8 +46,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from common.sharing.archive_check import check_archive
 from common.sharing.code_location import importable_outside_scripts
-from common.sharing.errors import SharingError
+from common.sharing.errors import SharingError, SignatureError, UnsafeArchiveError
 from common.sharing.logging_check import logging_conf_problem, logging_conf_problems
 from common.sharing.manifest import SIGNATURE, check_manifest, file_sha256
 from common.sharing.safezip import received_bundle
@@ -252,13 +253,40 @@ def _check_net_in_out(report: VerifyReport, folder: Path, flagged: int | None) -
                                          "dtype to its output channels and dtype")
 
 
-def _check_folder(report: VerifyReport, folder: Path, trusted_keys: Path | None) -> None:
+def _check_archive_integrity(report: VerifyReport, archive: Path, trusted_keys: Path | None, **limits: Any) -> bool:
+    """``manifest`` and ``signature`` of an archive, in one read before unpacking; False when it must not be
+    unpacked (an unsafe entry fails ``unpack``; a changed, added or removed file or a bad signature fails its check;
+    the later checks are then skipped and nothing reaches the disk)."""
     try:
-        files = check_manifest(folder)["files"]
-        report.add("manifest", "pass", f"{len(files)} files match manifest.json (sha256 and size)")
+        manifest, kid, signed = check_archive(archive, trusted_keys, **limits)
+    except UnsafeArchiveError as exc:
+        report.add("unpack", "fail", str(exc))
+        return False
+    except SignatureError as exc:
+        report.add("manifest", "pass", "every file matches manifest.json (checked in the archive, before unpacking)")
+        report.add("signature", "fail", f"{exc}; nothing was unpacked")
+        return False
     except SharingError as exc:
-        report.add("manifest", "fail", str(exc))
-    _check_signature(report, folder, trusted_keys)
+        report.add("manifest", "fail", f"{exc} (checked in the archive; nothing was unpacked)")
+        return False
+    report.add("manifest", "pass", f"{len(manifest['files'])} files match manifest.json (sha256 and size, checked "
+                                   "in the archive before unpacking)")
+    if kid is not None:
+        report.add("signature", "pass", f"{SIGNATURE} by trusted key {kid}")
+    else:
+        report.add("signature", "warn", f"{SIGNATURE} present but not checked: no --trusted-keys folder given"
+                   if signed else f"unsigned: no {SIGNATURE}; the sender is not authenticated")
+    return True
+
+
+def _check_folder(report: VerifyReport, folder: Path, trusted_keys: Path | None, integrity_done: bool = False) -> None:
+    if not integrity_done:
+        try:
+            files = check_manifest(folder)["files"]
+            report.add("manifest", "pass", f"{len(files)} files match manifest.json (sha256 and size)")
+        except SharingError as exc:
+            report.add("manifest", "fail", str(exc))
+        _check_signature(report, folder, trusted_keys)
     _check_required(report, folder)
     _check_code_location(report, folder)
     _check_metadata(report, folder)
@@ -290,12 +318,20 @@ def verified_bundle(path: str | os.PathLike, trusted_keys: str | os.PathLike | N
     keys = None if trusted_keys is None else Path(trusted_keys)
     if source.is_dir():
         report.add("unpack", "skipped", f"{source} is a folder, not an archive")
+    elif source.is_file() and not _check_archive_integrity(report, source, keys, **limits):
+        if report.status("unpack") is None:
+            report.add("unpack", "skipped", "refused before unpacking")
+        for name in _LATER:
+            if report.status(name) is None:
+                report.add(name, "skipped", "the archive was not unpacked")
+        yield report
+        return
     try:
         with received_bundle(source, **limits) as folder:
             if not source.is_dir():
                 report.add("unpack", "pass", f"{source.name}: unpacked safely ({folder.name}/)")
             report.folder = folder
-            _check_folder(report, folder, keys)
+            _check_folder(report, folder, keys, integrity_done=source.is_file())
             yield report
             return
     except SharingError as exc:
@@ -303,7 +339,8 @@ def verified_bundle(path: str | os.PathLike, trusted_keys: str | os.PathLike | N
             raise
         report.add("unpack", "fail", str(exc))
     for name in _LATER:
-        report.add(name, "skipped", "the archive was not unpacked")
+        if report.status(name) is None:
+            report.add(name, "skipped", "the archive was not unpacked")
     yield report
 
 

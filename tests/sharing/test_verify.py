@@ -94,13 +94,20 @@ def test_shipped_schema_is_monais_unchanged() -> None:
     assert file_sha256(SCHEMA) == "4332d1731d373ecdae95c49e35d3967494a5b14404c1b718aa8c4279e91cabd0"
 
 
-def test_verified_bundle_keeps_the_folder_for_the_block_only(packed: Path, tmp_path: Path) -> None:
-    tampered = received(packed, tmp_path, lambda f: (f / "configs" / "extra.json").write_text("{}"))
-    with verified_bundle(zip_bundle(tampered, tmp_path / packed.name)) as report:
-        assert report.status("unpack") == "pass" and report.status("manifest") == "fail"
-        assert (report.folder / "configs" / "extra.json").is_file()
+def test_verified_bundle_keeps_the_folder_for_the_block_only(packed: Path) -> None:
+    with verified_bundle(packed) as report:
+        assert report.status("unpack") == "pass" and report.status("manifest") == "pass"
+        assert (report.folder / "configs" / "inference.json").is_file()
         folder = report.folder
     assert not folder.exists()
+
+
+def test_a_tampered_archive_is_refused_before_anything_is_unpacked(packed: Path, tmp_path: Path) -> None:
+    tampered = received(packed, tmp_path, lambda f: (f / "configs" / "extra.json").write_text("{}"))
+    with verified_bundle(zip_bundle(tampered, tmp_path / packed.name)) as report:
+        assert report.status("manifest") == "fail" and report.status("unpack") == "skipped"
+        assert "configs/extra.json: added" in detail(report, "manifest") and report.folder is None
+        assert {report.status(name) for name in ("model", "net_in_out", "audit")} == {"skipped"}
 
 
 def test_unsigned_check_warns_and_fails_under_strict(packed: Path, tmp_path: Path) -> None:
@@ -193,7 +200,9 @@ def test_lying_size_header_is_refused(packed: Path, tmp_path: Path) -> None:
     archive = Path(shutil.copy(packed, tmp_path / packed.name))
     lie_about_size(archive, f"{CHEST}/models/model.pt", 1000)
     report = verify_bundle(archive)
-    assert report.status("unpack") == "fail" and f"'{CHEST}/models/model.pt'" in detail(report, "unpack")
+    # the declared size disagrees with the manifest: refused in the archive, before anything is unpacked
+    assert report.status("manifest") == "fail" and "models/model.pt: changed" in detail(report, "manifest")
+    assert report.status("unpack") == "skipped"
 
 
 class RunsCode:
