@@ -86,7 +86,7 @@ def test_registry_folder_gives_the_latest_or_the_named_version(registry: Path, k
     assert latest.bundle_dir == tmp_path / "a" / CHEST
     assert json.loads((latest.bundle_dir / "configs" / "metadata.json").read_text())["version"] == "0.3.1"
     assert latest.archive == tmp_path / "a" / f"{CHEST}_v0.3.1.zip"
-    older = fetch(str(registry), tmp_path / "b", version="0.3.0", progress=False)
+    older = fetch(str(registry), tmp_path / "b", version="0.3.0", verify=False, progress=False)  # resolution only
     assert json.loads((older.bundle_dir / "configs" / "metadata.json").read_text())["version"] == "0.3.0"
     with pytest.raises(SharingError, match="no version 9.9.9; it holds 0.3.0, 0.3.1"):
         fetch(str(registry), tmp_path / "c", version="9.9.9", progress=False)
@@ -145,11 +145,11 @@ def test_no_verify_skips_the_checks_but_never_safe_unpacking(registry: Path, tmp
 
 
 def test_an_existing_bundle_is_never_replaced(registry: Path, tmp_path: Path) -> None:
-    fetch(str(registry), tmp_path / "to", progress=False)
+    fetch(str(registry), tmp_path / "to", verify=False, progress=False)  # placement, not verification, is tested
     marker = tmp_path / "to" / CHEST / "local_note.txt"
     marker.write_text("mine")
     with pytest.raises(SharingError, match="exists already"):
-        fetch(str(registry), tmp_path / "to", progress=False)
+        fetch(str(registry), tmp_path / "to", verify=False, progress=False)
     assert marker.read_text() == "mine"
 
 
@@ -166,9 +166,9 @@ def test_hub_source_needs_huggingface_hub(tmp_path: Path) -> None:
 
 def test_cli_exit_codes(registry: Path, tmp_path: Path) -> None:
     ok = subprocess.run([sys.executable, "-m", "common.sharing", "fetch", str(registry), "--to", str(tmp_path / "a"),
-                         "--quiet"], capture_output=True, text=True, check=False)
+                         "--quiet", "--no-verify"], capture_output=True, text=True, check=False)
     assert ok.returncode == 0, ok.stderr
-    assert f"fetched {tmp_path / 'a' / CHEST}" in ok.stdout
+    assert f"fetched {tmp_path / 'a' / CHEST}" in ok.stdout and "--no-verify: manifest hashes" in ok.stderr
     tampered = _tampered(_archive(registry, "0.3.1"), tmp_path / f"{CHEST}_v0.3.1.zip", "configs/inference.json")
     refused = subprocess.run([sys.executable, "-m", "common.sharing", "fetch", str(tampered), "--to",
                               str(tmp_path / "b"), "--quiet"], capture_output=True, text=True, check=False)
