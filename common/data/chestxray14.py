@@ -12,8 +12,6 @@ stored without leading zeros (``"00012"`` and ``"12"`` are one patient, see
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import os
 import re
@@ -31,7 +29,7 @@ from common.data.splits import (
     patient_split,
     summarise_datalist,  # lives in splits (it serves every adapter); re-exported as part of this adapter's API
 )
-from common.data.text_files import UTF8, read_dataset_text
+from common.data.text_files import UTF8, open_dataset_csv, read_dataset_text
 from common.errors import DataError
 
 __all__ = [
@@ -131,12 +129,8 @@ def read_data_entry(csv_path: str | os.PathLike) -> list[ChestXray14Record]:
         ('00000001_000.png', 1.0)
     """
     path = Path(csv_path)
-    if not path.is_file():
-        raise DataError(f"ChestX-ray14 label file not found: {path}")
-    reader = csv.reader(io.StringIO(read_dataset_text(path, UTF8), newline=""))
-    header = next(reader, None)
-    if header is None:
-        raise DataError(f"{path} is empty; expected a header starting with 'Image Index,Finding Labels'")
+    reader, header = open_dataset_csv(path, "ChestX-ray14 label file",
+                                      "a header starting with 'Image Index,Finding Labels'")
     cols = _column_indices(header, path)
     n_fields = len(header) - (1 if header[-1].strip() == "" else 0)
     image_col, label_col, pid_col, view_col = (cols[name] for name in _REQUIRED_COLUMNS)

@@ -15,8 +15,6 @@ spans ``[c, c + 1) x [r, r + 1)``.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import math
 import os
@@ -26,7 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from common.data.chestxray14 import CHESTXRAY14_FINDINGS
-from common.data.text_files import UTF8, read_dataset_text
+from common.data.text_files import open_dataset_csv
 from common.errors import DataError
 
 __all__ = [
@@ -114,12 +112,7 @@ def read_bbox_list(csv_path: str | os.PathLike) -> list[FindingBox]:
         (984, 'Atelectasis')
     """
     path = Path(csv_path)
-    if not path.is_file():
-        raise DataError(f"ChestX-ray14 box file not found: {path}")
-    reader = csv.reader(io.StringIO(read_dataset_text(path, UTF8), newline=""))
-    header = next(reader, None)
-    if header is None:
-        raise DataError(f"{path} is empty; expected the header {BBOX_HEADER!r}")
+    reader, header = open_dataset_csv(path, "ChestX-ray14 box file", f"the header {BBOX_HEADER!r}")
     cols = _header_columns(header, path)
     return [_parse_box(row, cols, f"{path}, line {reader.line_num}") for row in reader if any(f.strip() for f in row)]
 

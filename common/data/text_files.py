@@ -15,13 +15,16 @@ the offending byte and the encodings tried.
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from common.errors import DataError
 
-__all__ = ["UTF8", "UTF8_OR_CP1252", "read_dataset_text"]
+__all__ = ["UTF8", "UTF8_OR_CP1252", "open_dataset_csv", "read_dataset_text"]
 
 #: UTF-8; a leading byte-order mark (as Excel writes it) is removed.
 UTF8: tuple[str, ...] = ("utf-8-sig",)
@@ -70,3 +73,25 @@ def read_dataset_text(path: str | os.PathLike, encodings: Sequence[str] = UTF8) 
         f"{file}, line {_line(raw, errors[-1][1])}: not valid {tried}; expected text in "
         f"{' or '.join(_NAMES.get(e, e) for e in encodings)} (re-save the file as UTF-8)"
     )
+
+
+def open_dataset_csv(path: str | os.PathLike, what: str, expected: str,
+                     encodings: Sequence[str] = UTF8) -> tuple[Any, list[str]]:
+    """A CSV reader over a dataset's text file and its header row.
+
+    Args:
+        path: the CSV file.
+        what: what the file is, for messages (e.g. ``"ChestX-ray14 label file"``).
+        expected: the header the file should start with, for the message when it is empty.
+
+    Raises:
+        DataError: the file is missing, not text in ``encodings`` (line named), or empty.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise DataError(f"{what} not found: {file}")
+    reader = csv.reader(io.StringIO(read_dataset_text(file, encodings), newline=""))
+    header = next(reader, None)
+    if header is None:
+        raise DataError(f"{file} is empty; expected {expected}")
+    return reader, header

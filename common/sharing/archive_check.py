@@ -19,7 +19,7 @@ from typing import Any
 
 from common.sharing.errors import IntegrityError, SignatureError, UnsafeArchiveError
 from common.sharing.manifest import MANIFEST, SIGNATURE, compare_listing, parse_manifest
-from common.sharing.safezip import check_entries
+from common.sharing.safezip import check_entries, open_archive
 from common.sharing.signing import verify_manifest_bytes
 
 __all__ = ["check_archive"]
@@ -52,11 +52,7 @@ def check_archive(archive: str | os.PathLike, trusted_keys: str | os.PathLike | 
         SignatureError: with ``trusted_keys``: unsigned, untrusted key, or a signature that does not match.
     """
     path = Path(archive)
-    try:
-        source = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise UnsafeArchiveError(f"{path}: not a readable zip archive ({exc})") from exc
-    with source:
+    with open_archive(path) as source:
         infos = source.infolist()
         top = check_entries(path, infos, **limits)
         files = {info.filename[len(top) + 1:]: info for info in infos if not info.is_dir()}

@@ -46,8 +46,8 @@ from typing import Any
 
 from common.sharing.errors import SharingError, UnsafeArchiveError
 
-__all__ = ["DEFAULT_MAX_FILES", "DEFAULT_MAX_RATIO", "DEFAULT_MAX_TOTAL_BYTES", "check_entries", "received_bundle",
-           "safe_extract"]
+__all__ = ["DEFAULT_MAX_FILES", "DEFAULT_MAX_RATIO", "DEFAULT_MAX_TOTAL_BYTES", "check_entries", "open_archive",
+           "received_bundle", "safe_extract"]
 
 #: Far above any bundle we ship (a Swin UNETR bundle is under 300 MB), far below a zip bomb's output.
 DEFAULT_MAX_TOTAL_BYTES = 4 * 1024**3
@@ -91,6 +91,14 @@ def _entry_name_error(name: str) -> str | None:
     if any(part in ("", ".") for part in parts):
         return "an empty or '.' component (not a canonical path)"
     return None
+
+
+def open_archive(archive: Path) -> zipfile.ZipFile:
+    """``archive`` opened for reading; raises :class:`UnsafeArchiveError` naming it when it is not a readable zip."""
+    try:
+        return zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise UnsafeArchiveError(f"{archive}: not a readable zip archive ({exc})") from exc
 
 
 def check_entries(archive: Path, infos: list[zipfile.ZipInfo], max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
@@ -208,11 +216,7 @@ def safe_extract(archive: str | os.PathLike, destination: str | os.PathLike, *,
     archive, destination = Path(archive), Path(destination)
     if not archive.is_file():
         raise SharingError(f"{archive}: archive not found")
-    try:
-        source = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise UnsafeArchiveError(f"{archive}: not a readable zip archive ({exc})") from exc
-    with source:
+    with open_archive(archive) as source:
         infos = source.infolist()
         if not infos:
             raise UnsafeArchiveError(f"{archive}: an empty zip archive, expected a bundle folder <name>/")
