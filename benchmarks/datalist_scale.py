@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from common.data import CHESTXRAY14_FINDINGS, load_chestxray14_datalist
-from common.data.synthetic_cxr import DATA_ENTRY_2017_HEADER
+from common.synthetic.cxr import DATA_ENTRY_2017_HEADER
 
 
 def write_layout(root: Path, n_images: int, n_patients: int, seed: int = 0) -> None:

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from monai.bundle import ConfigWorkflow
 
-from common.data import make_embedded_dataset
 from common.explain.bundle import evaluate_pointing_game, format_pointing_table
+from common.synthetic import make_embedded_dataset
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "chest_xray_classification"
 

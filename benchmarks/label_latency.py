@@ -27,9 +27,9 @@ from pathlib import Path
 import httpx
 
 from common.bundle_runner import run_bundle
-from common.data import make_embedded_dataset
 from common.label.bundles import Predictor, discover_bundles
 from common.label.server import running_server
+from common.synthetic import make_embedded_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 CHEST = "chest_xray_classification"

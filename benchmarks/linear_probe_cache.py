@@ -21,7 +21,7 @@ from pathlib import Path
 from ignite.engine import Engine, Events
 from monai.bundle import ConfigParser
 
-from common.data import make_embedded_dataset
+from common.synthetic import make_embedded_dataset
 
 __all__ = ["main"]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from monai.bundle import ConfigParser
 
-from common.data import make_embedded_dataset
+from common.synthetic import make_embedded_dataset
 
 BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
 

@@ -90,7 +90,7 @@ def _prepare_general_medical(args: argparse.Namespace) -> None:
 
 
 def _generate_bcss(args: argparse.Namespace) -> None:
-    from common.data import generate_bcss
+    from common.synthetic import generate_bcss
 
     root = generate_bcss(args.output_dir, n_patients=args.patients, tiles_per_patient=args.tiles_per_patient,
                          tile_size=args.tile_size, seed=args.seed)
@@ -98,7 +98,7 @@ def _generate_bcss(args: argparse.Namespace) -> None:
 
 
 def _generate_mammography(args: argparse.Namespace) -> None:
-    from common.data import generate_cbis_ddsm, generate_inbreast
+    from common.synthetic import generate_cbis_ddsm, generate_inbreast
 
     make = generate_cbis_ddsm if args.dataset == "cbis-ddsm" else generate_inbreast
     root = make(args.output_dir, n_patients=args.patients, image_size=args.image_size, seed=args.seed)
@@ -106,7 +106,7 @@ def _generate_mammography(args: argparse.Namespace) -> None:
 
 
 def _generate_chestxray14(args: argparse.Namespace) -> None:
-    from common.data import generate_chestxray14
+    from common.synthetic import generate_chestxray14
 
     root = generate_chestxray14(args.output_dir, n_patients=args.patients, image_size=args.image_size, seed=args.seed)
     sys.stdout.write(f"wrote a synthetic ChestX-ray14-layout dataset to {root}\n")

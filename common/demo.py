@@ -26,8 +26,9 @@ from pathlib import Path
 
 from common.bundle_logs import quiet_bundle_logs
 from common.bundle_runner import copy_bundle, run_bundle
-from common.data import CHESTXRAY14_FINDINGS, make_embedded_dataset, summarise_datalist
+from common.data import CHESTXRAY14_FINDINGS, summarise_datalist
 from common.metrics import format_metrics_table
+from common.synthetic import make_embedded_dataset
 
 __all__ = [
     "BUNDLES_DIR", "DEMO_GRID", "DEMO_LOG", "TOUR_CHEST_OVERRIDES", "TOUR_MAMMO_EPOCHS", "TOUR_MAMMO_OVERRIDES",

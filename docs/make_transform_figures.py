@@ -40,7 +40,7 @@ from PIL import Image, ImageDraw, ImageFont
 from pydicom.data import get_testdata_file
 from skimage import data as skdata
 
-from common.data.synthetic_mammo_render import MammoFinding, render_mammogram
+from common.synthetic.mammo_render import MammoFinding, render_mammogram
 from common.transforms import (
     CLAHE,
     ArtifactMask,

@@ -72,7 +72,7 @@ def error_lines(stderr: str) -> list[str]:
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A ChestX-ray14-layout folder, a ChestMNIST npz (and another one) and a general-medical sources file."""
-    from common.data.general_medical_synthetic import write_synthetic_chestmnist
+    from common.synthetic.general_medical import write_synthetic_chestmnist
 
     root = tmp_path_factory.mktemp("inputs")
     assert main(["generate-data", "chestxray14", "--output-dir", str(root / "cxr"), "--patients", "12",

@@ -1,4 +1,6 @@
-"""Dataset adapters (native layouts -> datalists), patient-wise splits and synthetic data generators."""
+"""Dataset adapters: public native layouts in, datalists out; patient-wise splits.
+
+The synthetic generators that write those layouts live in :mod:`common.synthetic`."""
 
 from __future__ import annotations
 
@@ -30,11 +32,9 @@ from common.data.chestxray14 import (
     read_image_list,
     summarise_datalist,
 )
-from common.data.embedded import EMBEDDED_DATASETS, make_embedded_dataset
 from common.data.general_medical import (
     GENERAL_TARGETS,
     build_general_datalist,
-    make_general_medical_dataset,
     read_class_names,
     sampling_weights,
     write_class_names,
@@ -42,11 +42,6 @@ from common.data.general_medical import (
 from common.data.general_medical_spec import KNOWN_CLASS_SETS, SOURCE_KINDS, SourceSpec, read_sources
 from common.data.inbreast import BIRADS_VALUES, load_inbreast_datalist, read_inbreast_csv
 from common.data.splits import check_nonempty_splits, check_patient_disjoint, group_by_split, patient_split
-from common.data.synthetic_cxr import SyntheticCase, generate_chestxray14, render_chest, sample_cases
-from common.data.synthetic_cxr_signs import FINDING_SIGNS
-from common.data.synthetic_histology import generate_bcss
-from common.data.synthetic_mammo import generate_cbis_ddsm, generate_inbreast
-from common.data.synthetic_mammo_render import MammoFinding, render_mammogram
 
 __all__ = [
     "CHESTXRAY14_FINDINGS",
@@ -64,11 +59,6 @@ __all__ = [
     "group_by_split",
     "check_patient_disjoint",
     "check_nonempty_splits",
-    "SyntheticCase",
-    "render_chest",
-    "sample_cases",
-    "generate_chestxray14",
-    "FINDING_SIGNS",
     "CBIS_DDSM_CSV_FILES",
     "PATHOLOGY_LABELS",
     "read_case_description",
@@ -77,10 +67,6 @@ __all__ = [
     "BIRADS_VALUES",
     "read_inbreast_csv",
     "load_inbreast_datalist",
-    "MammoFinding",
-    "render_mammogram",
-    "generate_cbis_ddsm",
-    "generate_inbreast",
     "BCSS_GTRUTH_CODES",
     "BCSS_DEFAULT_CLASS_MAP",
     "read_gtruth_codes",
@@ -89,15 +75,11 @@ __all__ = [
     "validate_bcss_masks",
     "load_bcss_datalist",
     "summarise_bcss_datalist",
-    "generate_bcss",
-    "EMBEDDED_DATASETS",
-    "make_embedded_dataset",
     "GENERAL_TARGETS",
     "KNOWN_CLASS_SETS",
     "SOURCE_KINDS",
     "SourceSpec",
     "build_general_datalist",
-    "make_general_medical_dataset",
     "read_class_names",
     "read_sources",
     "sampling_weights",

@@ -20,11 +20,11 @@ EMBEDDED_LAYOUTS = ("chestxray14", "cbis-ddsm", "bcss", "general_medical")
 
 def _generate(layout: str, root: Path, spec: DataSpec) -> None:
     if layout == "general_medical":
-        from common.data.general_medical import make_general_medical_dataset
+        from common.synthetic.general_medical import make_general_medical_dataset
 
         make_general_medical_dataset(root, **spec.generate, **spec.split)
     else:
-        from common.data import make_embedded_dataset
+        from common.synthetic import make_embedded_dataset
 
         make_embedded_dataset(layout, root, spec.generate, spec.split)
 

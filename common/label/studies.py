@@ -1,6 +1,6 @@
 """Demo studies for the MONAI Label server: one flat folder of synthetic images for every bundle, some labelled.
 
-:func:`make_studies` runs the embedded-data generators (:mod:`common.data.embedded`: the synthetic ChestX-ray14,
+:func:`make_studies` runs the embedded-data generators (:mod:`common.synthetic.embedded`: the synthetic ChestX-ray14,
 CBIS-DDSM and BCSS layouts, read back by the real adapters) in a scratch folder, copies a few images of each into
 a MONAI Label ``LocalDatastore`` and saves the synthetic truth as ``final`` labels for a share of them::
 
@@ -36,15 +36,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from common.data import (
-    BCSS_DEFAULT_CLASS_MAP,
-    CHESTXRAY14_FINDINGS,
-    build_code_lookup,
-    load_bcss_codes,
-    make_embedded_dataset,
-)
+from common.data import BCSS_DEFAULT_CLASS_MAP, CHESTXRAY14_FINDINGS, build_code_lookup, load_bcss_codes
 from common.errors import ConfigError, DataError, OutputError
 from common.io import atomic_directory, atomic_write_json
+from common.synthetic import make_embedded_dataset
 
 __all__ = ["STUDY_EXTENSIONS", "STUDIES_MARKER", "STUDY_TASKS", "DEFAULT_COUNTS", "LABEL_TAG", "StudyTask",
            "is_studies_folder", "make_studies"]  # fmt: skip

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from monai.bundle import ConfigWorkflow
 
-from common.data import make_embedded_dataset, make_general_medical_dataset
+from common.synthetic import make_embedded_dataset, make_general_medical_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLES = REPO / "bundles"

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from monai.bundle import ConfigParser
 
-from common.data.synthetic_mammo import write_mammogram_dicom
-from common.data.synthetic_mammo_render import MammoFinding, render_mammogram
+from common.synthetic.mammo import write_mammogram_dicom
+from common.synthetic.mammo_render import MammoFinding, render_mammogram
 from tests.bundles.conftest import MAMMO_BUNDLE
 
 

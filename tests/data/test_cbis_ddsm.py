@@ -10,8 +10,8 @@ import pytest
 
 from common.data.cbis_ddsm import find_full_mammogram, load_cbis_ddsm_datalist, read_case_description
 from common.data.splits import check_patient_disjoint
-from common.data.synthetic_mammo import CALC_CSV_HEADER, MASS_CSV_HEADER, write_mammogram_dicom
 from common.errors import DataError
+from common.synthetic.mammo import CALC_CSV_HEADER, MASS_CSV_HEADER, write_mammogram_dicom
 
 SPLIT_WORD = {"train": "Training", "test": "Test"}
 # (csv kind, split, patient, side, view, pathology)

@@ -13,17 +13,12 @@ import pytest
 import torch
 from PIL import Image
 
-from common.data import (
-    CHESTXRAY14_FINDINGS,
-    build_general_datalist,
-    make_embedded_dataset,
-    make_general_medical_dataset,
-    read_class_names,
-)
+from common.data import CHESTXRAY14_FINDINGS, build_general_datalist, read_class_names
 from common.data.bcss_codes import BCSS_DEFAULT_CLASS_MAP, BCSS_GTRUTH_CODES, build_code_lookup
 from common.data.datalist import load_datalist
-from common.data.general_medical_synthetic import write_synthetic_chestmnist
 from common.errors import DataError
+from common.synthetic import make_embedded_dataset, make_general_medical_dataset
+from common.synthetic.general_medical import write_synthetic_chestmnist
 from common.transforms import MultiLabel
 
 BUNDLE_INFERENCE = Path(__file__).resolve().parents[2] / "bundles" / "medical_general_pretraining" / "configs" / \

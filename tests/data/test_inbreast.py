@@ -15,8 +15,8 @@ from common.data.inbreast import (
     read_inbreast_csv,
 )
 from common.data.splits import check_patient_disjoint
-from common.data.synthetic_mammo import write_mammogram_dicom
 from common.errors import ConfigError, DataError
+from common.synthetic.mammo import write_mammogram_dicom
 
 HEADER = ["Patient ID", "Patient age", "Laterality", "View", "Acquisition date", "File Name", "ACR", "Bi-Rads"]
 # (file number, patient hash, side, file view, CSV view, bi-rads): 8 patients, one BI-RADS value each

@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from common.cli import main
-from common.data import make_embedded_dataset
 from common.errors import DataError
 from common.explain.bundle import evaluate_pointing_game
+from common.synthetic import make_embedded_dataset
 from tests.bundles.conftest import CHEST_BUNDLE, run_workflow, tiny_overrides
 
 SIZE = 32

@@ -12,8 +12,8 @@ import torch
 import torch.nn as nn
 
 from common.data.chestxray14 import CHESTXRAY14_FINDINGS
-from common.data.synthetic_cxr import render_chest_with_boxes
 from common.explain import FindingGradCAM, score_box, summarise_scores
+from common.synthetic.cxr import render_chest_with_boxes
 
 SIZE = 48
 

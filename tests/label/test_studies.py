@@ -28,9 +28,6 @@ from common.data import (  # noqa: E402
     load_cbis_ddsm_datalist,
     read_data_entry,
 )
-from common.data.synthetic_cxr import generate_chestxray14  # noqa: E402
-from common.data.synthetic_histology import generate_bcss  # noqa: E402
-from common.data.synthetic_mammo import generate_cbis_ddsm  # noqa: E402
 from common.errors import ConfigError, OutputError  # noqa: E402
 from common.label.__main__ import main  # noqa: E402
 from common.label.studies import (  # noqa: E402
@@ -39,6 +36,9 @@ from common.label.studies import (  # noqa: E402
     STUDY_EXTENSIONS,
     make_studies,
 )
+from common.synthetic.cxr import generate_chestxray14  # noqa: E402
+from common.synthetic.histology import generate_bcss  # noqa: E402
+from common.synthetic.mammo import generate_cbis_ddsm  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 CHEST, MAMMO, HISTO = "chest_xray_classification", "breast_mammo_classification", "breast_histology_segmentation_unet"

@@ -5,7 +5,7 @@ TCIA-style tree ``CBIS-DDSM/<Mass-Training_P_00001_LEFT_CC>/<study uid>/<series 
 folders differ from the CSV paths (as in the real download), plus decoy ROI-mask folders
 (``..._1/.../1-1.dcm``) for about half of the abnormalities. :func:`generate_inbreast` writes
 ``AllDICOMs/<number>_<hash>_MG_<L|R>_<CC|ML>_ANON.dcm`` and a ``;``-separated ``INbreast.csv``. Both use
-:func:`~common.data.synthetic_mammo_render.render_mammogram`, whose malignant findings (spiculated masses,
+:func:`~common.synthetic.mammo_render.render_mammogram`, whose malignant findings (spiculated masses,
 clustered micro-calcifications) differ visibly from benign ones, so the real adapters
 (:mod:`common.data.cbis_ddsm`, :mod:`common.data.inbreast`) and the bundles run unchanged on them.
 """
@@ -25,9 +25,9 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian, generate_uid
 
 from common.data.splits import patient_split
-from common.data.synthetic_mammo_render import FINDING_KINDS, MammoFinding, mammogram_shape, render_mammogram
 from common.errors import ConfigError
 from common.io import atomic_directory, atomic_save, atomic_write_text
+from common.synthetic.mammo_render import FINDING_KINDS, MammoFinding, mammogram_shape, render_mammogram
 
 __all__ = [
     "MAMMOGRAPHY_SOP_CLASS_UID",

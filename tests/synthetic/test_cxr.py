@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from common.data.chestxray14 import CHESTXRAY14_FINDINGS, load_chestxray14_datalist, read_data_entry
-from common.data.synthetic_cxr import DATA_ENTRY_2017_HEADER, generate_chestxray14, render_chest, sample_cases
-from common.data.synthetic_cxr_signs import FINDING_SIGNS
 from common.errors import ConfigError, DataError
+from common.synthetic.cxr import DATA_ENTRY_2017_HEADER, generate_chestxray14, render_chest, sample_cases
+from common.synthetic.cxr_signs import FINDING_SIGNS
 
 # Where each sign may appear, as (x0, y0, x1, y1) image fractions: lung zones, heart, below the heart.
 EXPECTED_REGION = {

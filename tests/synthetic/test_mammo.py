@@ -12,7 +12,8 @@ import pytest
 
 from common.data.cbis_ddsm import load_cbis_ddsm_datalist
 from common.data.inbreast import BIRADS_VALUES, load_inbreast_datalist, read_inbreast_csv
-from common.data.synthetic_mammo import (
+from common.errors import ConfigError
+from common.synthetic.mammo import (
     CALC_CSV_HEADER,
     INBREAST_CSV_HEADER,
     MAMMOGRAPHY_SOP_CLASS_UID,
@@ -21,8 +22,7 @@ from common.data.synthetic_mammo import (
     generate_inbreast,
     sample_cbis_ddsm_breasts,
 )
-from common.data.synthetic_mammo_render import MammoFinding, render_mammogram
-from common.errors import ConfigError
+from common.synthetic.mammo_render import MammoFinding, render_mammogram
 from common.transforms import ArtifactMask, read_radiograph
 from common.transforms.artifact_mask import find_anatomy_mask
 

@@ -4,7 +4,7 @@
 (the exact 2017 format: bracketed header columns, trailing comma, 12 fields) and patient-disjoint
 ``train_val_list.txt`` / ``test_list.txt``, so the real adapter (:mod:`common.data.chestxray14`) and
 the bundles run unchanged on it, and ``BBox_List_2017.csv`` (NIH's format) with a box around every
-drawn sign of NIH's 8 boxed findings, in pixels of the written image (:mod:`common.data.synthetic_cxr_boxes`).
+drawn sign of NIH's 8 boxed findings, in pixels of the written image (:mod:`common.synthetic.cxr_boxes`).
 Each finding is an independent coin flip with probability ``prevalence`` and, when present, is drawn by its sign
 in :data:`FINDING_SIGNS`.
 """
@@ -23,11 +23,11 @@ import numpy as np
 from common.data.chestxray14 import CHESTXRAY14_FINDINGS, NO_FINDING
 from common.data.chestxray14_boxes import BBOX_CSV_NAME, FindingBox, format_bbox_list
 from common.data.splits import group_by_split, patient_split
-from common.data.synthetic_cxr_anatomy import draw_anatomy, sample_anatomy
-from common.data.synthetic_cxr_boxes import BOXED_FINDINGS, sign_boxes
-from common.data.synthetic_cxr_signs import FINDING_SIGNS
 from common.errors import ConfigError, DataError
 from common.io import atomic_directory, atomic_write_text
+from common.synthetic.cxr_anatomy import draw_anatomy, sample_anatomy
+from common.synthetic.cxr_boxes import BOXED_FINDINGS, sign_boxes
+from common.synthetic.cxr_signs import FINDING_SIGNS
 
 __all__ = [
     "SyntheticCase",
@@ -82,8 +82,8 @@ def render_chest_with_boxes(
 
     Returns:
         ``image_size x image_size`` uint8 grey image, and ``(finding, (x, y, w, h))`` boxes in its pixel grid
-        around the signs of the :data:`~common.data.synthetic_cxr_boxes.BOXED_FINDINGS` present (NIH's 8 boxed
-        findings; see :func:`~common.data.synthetic_cxr_boxes.sign_boxes`).
+        around the signs of the :data:`~common.synthetic.cxr_boxes.BOXED_FINDINGS` present (NIH's 8 boxed
+        findings; see :func:`~common.synthetic.cxr_boxes.sign_boxes`).
     """
     if len(labels) != len(CHESTXRAY14_FINDINGS):
         raise DataError(f"render_chest needs {len(CHESTXRAY14_FINDINGS)} labels, got {len(labels)}")

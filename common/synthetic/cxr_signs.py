@@ -13,7 +13,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from common.data.synthetic_cxr_anatomy import Anatomy, Ellipse, ellipse_mask, px
+from common.synthetic.cxr_anatomy import Anatomy, Ellipse, ellipse_mask, px
 
 __all__ = ["FindingSign", "FINDING_SIGNS"]
 

@@ -11,11 +11,11 @@ from typing import Any
 from common.data.bcss import load_bcss_datalist
 from common.data.cbis_ddsm import load_cbis_ddsm_datalist
 from common.data.chestxray14 import load_chestxray14_datalist
-from common.data.synthetic_cxr import generate_chestxray14
-from common.data.synthetic_histology import generate_bcss
-from common.data.synthetic_mammo import generate_cbis_ddsm
 from common.errors import ConfigError
 from common.io import atomic_write_json
+from common.synthetic.cxr import generate_chestxray14
+from common.synthetic.histology import generate_bcss
+from common.synthetic.mammo import generate_cbis_ddsm
 
 __all__ = ["EMBEDDED_DATASETS", "make_embedded_dataset"]
 

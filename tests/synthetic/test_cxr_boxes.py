@@ -9,8 +9,8 @@ import pytest
 
 from common.data.chestxray14 import CHESTXRAY14_FINDINGS, load_chestxray14_datalist
 from common.data.chestxray14_boxes import count_boxes, read_bbox_list
-from common.data.synthetic_cxr import generate_chestxray14, render_chest, render_chest_with_boxes
-from common.data.synthetic_cxr_boxes import BOXED_FINDINGS, sign_boxes
+from common.synthetic.cxr import generate_chestxray14, render_chest, render_chest_with_boxes
+from common.synthetic.cxr_boxes import BOXED_FINDINGS, sign_boxes
 
 
 def only(name: str) -> list[float]:

@@ -13,8 +13,8 @@ from PIL import Image
 
 from common.data.bcss import BCSS_GTRUTH_CODES, load_bcss_datalist, read_gtruth_codes
 from common.data.splits import check_patient_disjoint
-from common.data.synthetic_histology import generate_bcss, render_tile
 from common.errors import ConfigError
+from common.synthetic.histology import generate_bcss, render_tile
 from common.transforms.labels_remap import RemapLabelsd
 
 NAME = re.compile(r"^(TCGA-[A-Z0-9]{2}-[A-Z0-9]{4})-DX1_xmin\d+_ymin\d+_MPP-0\.2500\.png$")

@@ -14,15 +14,23 @@ import os
 from pathlib import Path
 
 import numpy as np
+import yaml
 from pydicom.uid import generate_uid
 
-from common.data.synthetic_cxr import render_chest, sample_cases
-from common.data.synthetic_mammo import write_mammogram_dicom
-from common.data.synthetic_mammo_render import FINDING_KINDS, MammoFinding, render_mammogram
+from common.data.general_medical import build_general_datalist
 from common.errors import ConfigError
-from common.io import atomic_directory, atomic_save
+from common.io import atomic_directory, atomic_save, atomic_write_text
+from common.synthetic.cxr import render_chest, sample_cases
+from common.synthetic.embedded import make_embedded_dataset
+from common.synthetic.mammo import write_mammogram_dicom
+from common.synthetic.mammo_render import FINDING_KINDS, MammoFinding, render_mammogram
 
-__all__ = ["write_synthetic_chestmnist", "write_synthetic_mammo_folder", "MAMMO_FOLDER_CLASSES"]
+__all__ = [
+    "make_general_medical_dataset",
+    "write_synthetic_chestmnist",
+    "write_synthetic_mammo_folder",
+    "MAMMO_FOLDER_CLASSES",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -92,3 +100,54 @@ def write_synthetic_mammo_folder(
                                   laterality, view, "", (study, series, image))  # fmt: skip
     logger.info("synthetic mammography folder: %d DICOMs in %s", n_images, out)
     return out
+
+
+def make_general_medical_dataset(
+    root: str | os.PathLike,
+    seed: int = 0,
+    image_size: int = 32,
+    n_images: int = 48,
+    val_fraction: float = 0.2,
+    target: str = "class",
+) -> Path:
+    """Build a small embedded multi-source dataset in ``root`` and return its ``datalist.json``.
+
+    Four synthetic sources of about ``n_images`` images each are written under ``root/sources/`` and listed in
+    ``root/sources.yaml``: a ChestX-ray14-layout dataset (datalist, ``xray``, its test split left out), a BCSS
+    dataset (segmentation datalist -> presence labels, ``histology``), a ChestMNIST npz (``xray``: merges with
+    the ChestX-ray14 findings) and a ``benign`` / ``malignant`` folder of DICOM mammograms (``mammography``).
+    With ``target="class"`` the classes are the 14 ``xray/`` findings, 5 ``histology/`` groups and 2
+    ``mammography/`` classes, the default class list of the ``medical_general_pretraining`` bundle.
+
+    Args:
+        root: dataset folder (created).
+        seed: seed of every generator and split (experiment grids pass it under ``generate``).
+        image_size: chest and ChestMNIST side, BCSS tile side (at least 32) and mammogram height (at least 64).
+        n_images: images per source, about.
+        val_fraction: validation share drawn for sources without a validation split (``split``).
+        target: ``"class"`` or ``"modality+class"`` (``split``).
+
+    Example:
+        >>> datalist = make_general_medical_dataset("/tmp/general", seed=0)  # doctest: +SKIP
+        >>> datalist.name  # doctest: +SKIP
+        'datalist.json'
+    """
+    out, sources = Path(root), Path(root) / "sources"
+    make_embedded_dataset("chestxray14", sources / "chestxray14", {"n_patients": max(8, n_images // 2),
+                          "image_size": image_size, "seed": seed}, {"val_fraction": 0.25, "seed": seed})  # fmt: skip
+    make_embedded_dataset("bcss", sources / "bcss", {"n_patients": max(5, -(-n_images // 4)), "tiles_per_patient": 4,
+                          "tile_size": max(32, image_size), "seed": seed},
+                          {"val_fraction": 0.2, "test_fraction": 0.2, "seed": seed})  # fmt: skip
+    write_synthetic_chestmnist(sources / "chestmnist.npz", n_images, image_size, seed + 1)
+    write_synthetic_mammo_folder(sources / "mammography", n_images, max(64, image_size), seed)
+    spec = [
+        {"name": "chestxray14", "kind": "datalist", "path": "sources/chestxray14/datalist.json", "modality": "xray",
+         "class_names": "chestxray14"},
+        {"name": "bcss", "kind": "datalist", "path": "sources/bcss/datalist.json", "modality": "histology"},
+        {"name": "chestmnist", "kind": "medmnist", "path": "sources/chestmnist.npz", "modality": "xray",
+         "class_names": "chestmnist"},
+        {"name": "mammography", "kind": "folder", "path": "sources/mammography", "modality": "mammography"},
+    ]  # fmt: skip
+    atomic_write_text(out / "sources.yaml", yaml.safe_dump({"sources": spec}, sort_keys=False))
+    build_general_datalist(out / "sources.yaml", out, val_fraction=val_fraction, seed=seed, target=target)
+    return out / "datalist.json"
