@@ -70,9 +70,17 @@ def _swin(model: nn.Module) -> list[LayerGroup]:
 
 
 def _efficientnet(model: nn.Module) -> list[LayerGroup]:
+    # The parameter-free modules belong to the group they run in: the paddings with their convolutions, and the
+    # pooling and the dropout before ``_fc`` with "top", so freezing the backbone (LP, the LP phase of LP-FT,
+    # cut-off extraction) holds that dropout in eval mode too, as the reference linear probe does. ``_swish`` is
+    # one stateless activation shared by the stem and the top; it has no train/eval behaviour to hold.
+    def present(*names: str) -> tuple[str, ...]:
+        return tuple(name for name in names if hasattr(model, name))
+
     blocks = [LayerGroup(f"stage{i + 1}", (f"_blocks.{i}",)) for i in range(len(model._blocks))]
-    top = LayerGroup("top", ("_conv_head", "_bn1"))
-    return [LayerGroup("stem", ("_conv_stem", "_bn0")), *blocks, top, LayerGroup("head", ("_fc",))]
+    stem = LayerGroup("stem", present("_conv_stem_padding", "_conv_stem", "_bn0"))
+    top = LayerGroup("top", present("_conv_head_padding", "_conv_head", "_bn1", "_avg_pooling", "_dropout"))
+    return [stem, *blocks, top, LayerGroup("head", ("_fc",))]
 
 
 def _unet(model: nn.Module) -> list[LayerGroup]:

@@ -68,3 +68,19 @@ def test_surgical_trains_the_block_and_head_with_the_rest_in_eval_mode(resnet: t
     assert any(k.startswith("layer1.") and k.endswith("running_mean") for k in changed)  # the block's BN trains
     held = {n for n, m in resnet.named_modules() if is_frozen_bn(m)}
     assert "bn1" in held and "layer4.1.bn2" in held and not any(n.startswith("layer1.") for n in held)
+
+
+def test_lp_holds_efficientnet_lite0_dropout_before_the_head() -> None:
+    # Its ``_dropout`` (and pooling) sit outside the blocks: the layer groups put them in "top", so LP holds them.
+    torch.manual_seed(0)
+    model = build_classifier("efficientnet_lite0", 3)
+    assert model._dropout.p > 0 and is_held_dropout(model._dropout) is False
+    LP().param_groups(model, 0.1)
+    assert is_held_dropout(model._dropout)
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        model.train()
+        first, second = model(x), model(x)
+        model.eval()
+        reference = model(x)
+    assert torch.equal(first, second) and torch.allclose(first, reference, atol=1e-6)
