@@ -19,8 +19,9 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-__all__ = ["MedxferError", "DataError", "ConfigError", "WeightsError", "OutputError", "DEBUG_ENV", "debug_enabled",
-           "find_user_error", "format_user_error", "user_message", "run_command", "install_excepthook"]  # fmt: skip
+__all__ = ["MedxferError", "DataError", "ConfigError", "WeightsError", "OutputError", "StaleCacheError", "DEBUG_ENV",
+           "debug_enabled", "find_user_error", "format_user_error", "user_message", "run_command",
+           "install_excepthook"]  # fmt: skip
 
 #: Environment variable that makes every command show the full traceback of a user error.
 DEBUG_ENV = "MEDXFER_DEBUG"
@@ -41,6 +42,11 @@ class DataError(MedxferError, ValueError):
 
 class ConfigError(MedxferError, ValueError):
     """A configuration value (strategy, architecture, key, path) is unknown or invalid."""
+
+
+class StaleCacheError(DataError):
+    """A prepared-image cache does not match the bundle using it: built with other preprocessing settings, from
+    files changed since, for other datalist items, incomplete, or not a cache at all (the message says which)."""
 
 
 class WeightsError(MedxferError, RuntimeError):

@@ -1,0 +1,269 @@
+"""Build a prepared-image cache: run a bundle's own deterministic ``load_transforms`` once per datalist item and
+store the results in memory-mappable shards (see :mod:`common.data.cache_read` for the layout).
+
+The transforms come from the bundle config through ``monai.bundle.ConfigParser`` (with the same overrides the
+bundle will run with), so the cache holds exactly what the bundle computes before its random augmentation. The
+build is resumable and atomic: items are cut into shards of ``shard_size`` in datalist order, each shard is written
+as a hidden folder and renamed into place when whole (:func:`common.io.atomic_directory`), a rerun keeps every
+shard whose stamp, items and source files are unchanged, and ``cache.json``, which makes the folder usable, is
+written last. Samples are prepared by a ``torch`` DataLoader with ``num_workers`` processes.
+
+Example:
+    >>> build_cache("bundles/chest_xray_classification", "/data/cxr/datalist.json", "/data/cxr_cache",
+    ...             overrides={"image_size": 512}, num_workers=8)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.bundle import ConfigParser
+from monai.data import MetaTensor
+from monai.transforms import Compose
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from common.data.cache_codec import ENCODING_MODES, encode_arrays, to_json
+from common.data.cache_fingerprint import file_stat, item_source_files, preprocessing_record, source_changes
+from common.data.cache_read import (
+    CACHE_FORMAT,
+    INDEX_NAME,
+    SHARD_INDEX_NAME,
+    SHARDS_DIR,
+    item_key,
+    preprocessing_sha256,
+)
+from common.errors import ConfigError
+from common.io import atomic_directory, atomic_write_json, make_directory
+
+__all__ = ["SPLITS", "build_cache", "prepare_sample"]
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("training", "validation", "test")
+
+
+def prepare_sample(item: Mapping[str, Any], transform: Compose, key: str = "image") -> dict[str, Any]:
+    """Run ``transform`` (the bundle's load transforms) on ``item``; return arrays and JSON-able rest separately.
+
+    The source files are stat-ed before they are read, so a file changed during the build shows up as stale.
+    """
+    sources = [file_stat(path) for path in item_source_files(item)]
+    out = transform(dict(item))
+    arrays: dict[str, tuple[np.ndarray, str, Any, Any]] = {}
+    values: dict[str, Any] = {}
+    for name, value in out.items():
+        where = f"{item_key(item, key)} key {name!r}"
+        if isinstance(value, MetaTensor):
+            arrays[name] = (value.as_tensor().detach().cpu().numpy(), "metatensor",
+                            to_json(dict(value.meta), f"{where} meta"),
+                            to_json(list(value.applied_operations), f"{where} applied_operations"))  # fmt: skip
+        elif isinstance(value, torch.Tensor):
+            arrays[name] = (value.detach().cpu().numpy(), "tensor", None, None)
+        elif isinstance(value, np.ndarray):
+            arrays[name] = (value, "ndarray", None, None)
+        else:
+            values[name] = to_json(value, where)
+    return {"key": item_key(item, key), "item": to_json(dict(item)), "sources": sources, "arrays": arrays,
+            "values": values}  # fmt: skip
+
+
+class _Samples(Dataset):
+    """The items of the shards to (re)build, prepared one by one (in DataLoader workers when asked)."""
+
+    def __init__(self, items: Sequence[Mapping[str, Any]], transforms: Sequence[Any]) -> None:
+        self.items, self.transform = list(items), Compose(list(transforms))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return prepare_sample(self.items[index], self.transform)
+
+
+def _keep(batch: Any) -> Any:
+    return batch
+
+
+def write_shard(folder: Path, samples: Sequence[dict[str, Any]], splits: Sequence[str], stamp: str,
+                mode: str) -> dict[str, Any]:  # fmt: skip
+    """Write one shard folder atomically; returns its encodings."""
+    names = list(dict.fromkeys(name for sample in samples for name in sample["arrays"]))
+    encodings, files, stored = {}, {}, {}
+    for number, name in enumerate(names):
+        having = [s for s in samples if name in s["arrays"]]
+        encodings[name], stored[name] = encode_arrays([s["arrays"][name][0] for s in having], mode,
+                                                      f"shard {folder.name}, key {name!r}")  # fmt: skip
+        files[name] = f"a{number}.npy"
+    records, offsets = [], dict.fromkeys(names, 0)
+    for sample, split in zip(samples, splits, strict=True):
+        arrays = {}
+        for name, (array, kind, meta, ops) in sample["arrays"].items():
+            arrays[name] = {"offset": offsets[name], "shape": list(array.shape), "kind": kind, "meta": meta,
+                            "ops": ops}  # fmt: skip
+            offsets[name] += int(array.size)
+        records.append({"key": sample["key"], "split": split, "item": sample["item"], "sources": sample["sources"],
+                        "arrays": arrays, "values": sample["values"]})  # fmt: skip
+    with atomic_directory(folder) as tmp:
+        for name in names:
+            flat = [a.reshape(-1) for a in stored[name]]
+            np.save(tmp / files[name], np.concatenate(flat) if flat else np.zeros(0, encodings[name]["stored"]))
+        atomic_write_json(tmp / SHARD_INDEX_NAME, {"stamp": stamp, "encodings": encodings, "arrays": files,
+                                                   "records": records})  # fmt: skip
+    return encodings
+
+
+def _shard_valid(folder: Path, chunk: Sequence[tuple[str, Mapping[str, Any]]], stamp: str) -> bool:
+    index = folder / SHARD_INDEX_NAME
+    if not index.is_file():
+        return False
+    shard = json.loads(index.read_text(encoding="utf-8"))
+    records = shard.get("records", [])
+    if shard.get("stamp") != stamp or len(records) != len(chunk):
+        return False
+    for record, (_, item) in zip(records, chunk, strict=True):
+        if record["key"] != item_key(item) or record["item"] != to_json(dict(item)):
+            return False
+    return not source_changes([s for r in records for s in r["sources"]])
+
+
+def _parse_bundle(bundle: Path, config: str, datalist: Path, dataset_dir: Path,
+                  overrides: Mapping[str, Any]) -> ConfigParser:  # fmt: skip
+    config_file = bundle / "configs" / config
+    if not config_file.is_file():
+        raise ConfigError(f"bundle config {config_file} not found; --bundle must be a bundle folder holding "
+                          f"configs/{config}")  # fmt: skip
+    parser = ConfigParser()
+    parser.read_config(str(config_file))
+    parser["bundle_root"] = str(bundle)
+    parser["dataset_dir"], parser["datalist"] = str(dataset_dir), str(datalist)
+    for key, value in overrides.items():
+        parser[key] = value
+    if "load_transforms" not in parser:
+        raise ConfigError(f"{config_file} has no 'load_transforms' key (the deterministic transforms to cache)")
+    return parser
+
+
+def _split_items(parser: ConfigParser, config: str, split: str) -> list[dict[str, Any]]:
+    from common.data.datalist import require_inputs
+
+    expression = parser.get("train#dataset#data") if "train#dataset#data" in parser else None
+    if not isinstance(expression, str) or expression.count("'training'") != 1:
+        raise ConfigError(f"configs/{config}: expected 'train#dataset#data' to load split 'training' "
+                          f"(load_datalist(@datalist, 'training', ...)); found {expression!r}")  # fmt: skip
+    parser[f"cache_items_{split}"] = expression.replace("'training'", repr(split))
+    parser.parse(reset=True)
+    items = parser.get_parsed_content(f"cache_items_{split}")
+    require_inputs(items)
+    return list(items)
+
+
+def _plan(parser: ConfigParser, config: str, datalist: Path,
+          splits: Sequence[str] | None) -> list[tuple[str, dict[str, Any]]]:  # fmt: skip
+    present = json.loads(datalist.read_text(encoding="utf-8")) if datalist.is_file() else {}
+    chosen = list(splits) if splits else [s for s in SPLITS if s in present]
+    if not chosen:
+        raise ConfigError(f"{datalist}: no split of {list(SPLITS)} found; name them with --splits")
+    plan, seen = [], set()
+    for split in chosen:
+        for item in _split_items(parser, config, split):
+            if item_key(item) not in seen:
+                seen.add(item_key(item))
+                plan.append((split, item))
+    return plan
+
+
+def _check_output(root: Path) -> None:
+    if root.exists() and any(root.iterdir()) and not ((root / INDEX_NAME).exists() or (root / SHARDS_DIR).exists()):
+        raise ConfigError(f"--output {root} is a non-empty folder that is not a prepared-image cache; choose an empty "
+                          f"or new folder")  # fmt: skip
+
+
+def build_cache(bundle: str | Path, datalist: str | Path, output: str | Path, splits: Sequence[str] | None = None,
+                config: str = "train.json", overrides: Mapping[str, Any] | None = None,
+                dataset_dir: str | Path | None = None, num_workers: int = 0, shard_size: int = 512,
+                dtype: str = "auto", progress: bool = True) -> dict[str, Any]:  # fmt: skip
+    """Prepare (or finish preparing) the cache of ``bundle``'s deterministic transforms for ``datalist``.
+
+    Args:
+        bundle: bundle folder (its ``configs/<config>`` defines ``load_transforms`` and ``train#dataset#data``).
+        datalist: datalist JSON; its image paths are resolved as the bundle resolves them.
+        output: cache folder to write (new, empty, or an earlier cache / interrupted build to resume).
+        splits: datalist splits to cache (default: those of training, validation, test present).
+        config: the bundle config to read.
+        overrides: config values the bundle will run with (``{"image_size": 512}``): part of the fingerprint.
+        dataset_dir: the bundle's ``dataset_dir`` (default: the datalist's folder).
+        num_workers: DataLoader worker processes preparing samples.
+        shard_size: samples per shard.
+        dtype: ``"auto"`` (lossless) or a lossy ``"uint8"`` / ``"uint16"`` for float images (error recorded).
+        progress: show a tqdm progress bar.
+
+    Returns:
+        The cache index written to ``output/cache.json``.
+
+    Raises:
+        ConfigError: bad arguments, a bundle config without ``load_transforms``, or ``output`` a foreign folder.
+        DataError: a datalist item or image cannot be read (already finished shards stay and are reused).
+    """
+    if dtype not in ENCODING_MODES:
+        raise ConfigError(f"unknown dtype {dtype!r}; choose from: {', '.join(ENCODING_MODES)}")
+    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
+        raise ConfigError(f"shard_size must be an integer >= 1, got {shard_size!r}")
+    bundle, datalist, root = Path(bundle).resolve(), Path(datalist).resolve(), Path(output)
+    _check_output(root)
+    parser = _parse_bundle(bundle, config, datalist, Path(dataset_dir or datalist.parent).resolve(), overrides or {})
+    plan = _plan(parser, config, datalist, splits)
+    load_transforms = parser.get_parsed_content("load_transforms")
+    preprocessing = preprocessing_record(load_transforms)
+    stamp = preprocessing_sha256({"preprocessing": preprocessing, "dtype": dtype})
+    chunks = [plan[i: i + shard_size] for i in range(0, len(plan), shard_size)]
+    names = [f"{i:05d}" for i in range(len(chunks))]
+    shards_dir = make_directory(root / SHARDS_DIR)
+    todo = [i for i, chunk in enumerate(chunks) if not _shard_valid(shards_dir / names[i], chunk, stamp)]
+    (root / INDEX_NAME).unlink(missing_ok=True) if todo else None
+    logger.info("prepare-cache %s: %d item(s) in %d shard(s); %d shard(s) to build, %d kept from an earlier build",
+                root, len(plan), len(chunks), len(todo), len(chunks) - len(todo))
+    encodings = _build_shards(shards_dir, [(names[i], chunks[i]) for i in todo], load_transforms, stamp, dtype,
+                              num_workers, progress)  # fmt: skip
+    for leftover in sorted(p for p in shards_dir.iterdir() if p.is_dir() and p.name not in names):
+        shutil.rmtree(leftover)
+    if not encodings and chunks:
+        encodings = json.loads((shards_dir / names[0] / SHARD_INDEX_NAME).read_text(encoding="utf-8"))["encodings"]
+    counts = {s: sum(1 for split, _ in plan if split == s) for s in dict.fromkeys(split for split, _ in plan)}
+    index = {"format": CACHE_FORMAT, "bundle": bundle.name, "config": config, "dtype": dtype,
+             "preprocessing": preprocessing, "preprocessing_sha256": preprocessing_sha256(preprocessing),
+             "stamp": stamp, "splits": counts, "items": len(plan), "shard_size": shard_size, "shards": names,
+             "encodings": encodings}  # fmt: skip
+    atomic_write_json(root / INDEX_NAME, index)
+    return index
+
+
+def _build_shards(shards_dir: Path, todo: Sequence[tuple[str, Sequence[tuple[str, Any]]]], load_transforms: Any,
+                  stamp: str, dtype: str, num_workers: int, progress: bool) -> dict[str, Any]:  # fmt: skip
+    """Prepare the samples of the shards in ``todo`` in order and write each shard as soon as it is complete."""
+    items = [item for _, chunk in todo for _, item in chunk]
+    loader = DataLoader(_Samples(items, load_transforms), batch_size=None, shuffle=False, num_workers=num_workers,
+                        collate_fn=_keep)  # fmt: skip
+    samples = iter(loader)
+    encodings: dict[str, Any] = {}
+    with tqdm(total=len(items), desc="prepare-cache", unit="img", disable=not progress) as bar:
+        for name, chunk in todo:
+            shard = []
+            for _ in chunk:
+                shard.append(next(samples))
+                bar.update(1)
+            written = write_shard(shards_dir / name, shard, [split for split, _ in chunk], stamp, dtype)
+            if not encodings:
+                encodings = written
+                for key, encoding in written.items():
+                    logger.info("prepare-cache: %r stored as %s (the bundle's %s%s)", key, encoding["stored"],
+                                encoding["dtype"], f", lossy: max error {encoding['max_abs_error']:.3g}"
+                                if "max_abs_error" in encoding else ", bit-exact")  # fmt: skip
+    return encodings
