@@ -1,4 +1,4 @@
-"""``python -m common <command>``: prepare datasets, generate embedded data, run the demo.
+"""``python -m common <command>``: prepare datasets and image caches, generate embedded data, run the demo.
 
 Every command has ``--help``. A user error (bad data, bad config, missing weights, an output that cannot be
 written) prints one readable line to stderr, ``error: <message>``, and exits with status 2; its traceback is
@@ -89,6 +89,32 @@ def _prepare_general_medical(args: argparse.Namespace) -> None:
                      f"training/validation per source: {counts}\n{format_sampling_table(datalist['sampling'])}\n")
 
 
+def _parse_set(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` of ``--set``: VALUE read as JSON (numbers, true, null, lists), else kept as a string."""
+    import json
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. image_size=512), got {text!r}")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
+
+
+def _prepare_cache(args: argparse.Namespace) -> None:
+    from common.data.cache_build import build_cache, default_workers
+
+    workers = default_workers() if args.num_workers is None else args.num_workers
+    index = build_cache(args.bundle, args.datalist, args.output, splits=args.splits, config=args.config,
+                        overrides=dict(args.set or []), dataset_dir=args.dataset_dir, num_workers=workers,
+                        shard_size=args.shard_size, dtype=args.dtype, progress=not args.no_progress)  # fmt: skip
+    stored = ", ".join(f"{key}: {e['stored']} ({'lossy' if 'max_abs_error' in e else 'bit-exact'})"
+                       for key, e in index["encodings"].items())  # fmt: skip
+    sys.stdout.write(f"wrote {args.output}: {index['items']} item(s) {index['splits']} in {len(index['shards'])} "
+                     f"shard(s); {stored}\n")  # fmt: skip
+
+
 def _generate_bcss(args: argparse.Namespace) -> None:
     from common.synthetic import generate_bcss
 
@@ -144,7 +170,8 @@ def _explain_eval(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m common`` argument parser (prepare-data, generate-data, demo, probe-cutoff, explain-eval)."""
+    """The ``python -m common`` argument parser (prepare-data, prepare-cache, generate-data, demo, probe-cutoff,
+    explain-eval)."""
     parser = argparse.ArgumentParser(prog="python -m common", description=__doc__.split("\n")[0])
     parser.add_argument("--debug", action="store_true",
                         help=f"show the full traceback of a user error (or set {DEBUG_ENV}=1)")
@@ -194,6 +221,31 @@ def build_parser() -> argparse.ArgumentParser:
     general.add_argument("--target", choices=["class", "modality+class"], default="class",
                          help="outputs: the class union, or the union plus one-hot modalities")
     general.set_defaults(func=_prepare_general_medical)
+
+    cache = commands.add_parser(
+        "prepare-cache", help="run a bundle's deterministic preprocessing once into a memory-mapped image cache",
+        description="Runs the bundle's own load_transforms (load, labels, CLAHE, masking, crop, resize ...) once per "
+                    "datalist item and stores the results losslessly in .npy shards, fingerprinted by the resolved "
+                    "transform settings, library versions and source files (path, size, mtime_ns). Train, evaluate "
+                    "or infer from it with --cache_dir DIR; random augmentation still runs every epoch. An "
+                    "interrupted build resumes from its completed shards; a rerun after a change rebuilds only the "
+                    "shards it affects.")  # fmt: skip
+    cache.add_argument("--bundle", required=True, type=Path, help="bundle folder (its configs/train.json is read)")
+    cache.add_argument("--datalist", required=True, type=Path, help="datalist JSON the bundle will read")
+    cache.add_argument("--output", required=True, type=Path, help="cache folder (new, or an earlier cache to resume)")
+    cache.add_argument("--splits", nargs="+", help="splits to cache (default: training, validation, test present)")
+    cache.add_argument("--dataset-dir", type=Path, help="the bundle's dataset_dir (default: the datalist's folder)")
+    cache.add_argument("--config", default="train.json", help="config under BUNDLE/configs defining load_transforms")
+    cache.add_argument("--set", action="append", type=_parse_set, metavar="KEY=VALUE",
+                       help="config override the bundle will run with, e.g. --set image_size=512 (repeatable; "
+                            "VALUE read as JSON); part of the fingerprint")  # fmt: skip
+    cache.add_argument("--num-workers", type=int, help="DataLoader workers preparing images (default: CPUs - 1, <= 8)")
+    cache.add_argument("--shard-size", type=int, default=512, help="images per shard (the unit of resuming)")
+    cache.add_argument("--dtype", choices=["auto", "uint8", "uint16"], default="auto",
+                       help="auto: narrowest lossless dtype per shard; uint8/uint16: quantise float images "
+                            "(lossy, recorded and warned about)")  # fmt: skip
+    cache.add_argument("--no-progress", action="store_true", help="no progress bar")
+    cache.set_defaults(func=_prepare_cache)
 
     generate = commands.add_parser("generate-data", help="write synthetic data in a public dataset's layout")
     gen_sets = generate.add_subparsers(dest="dataset", required=True)

@@ -27,7 +27,7 @@ from typing import Any
 
 from monai.transforms import Transform
 
-from common.data.cache_fingerprint import preprocessing_record, source_changes
+from common.data.cache_fingerprint import preprocessing_record, source_changes, transform_objects
 from common.data.cache_read import INDEX_NAME, PreparedCache, listing
 from common.errors import ConfigError, StaleCacheError
 
@@ -74,11 +74,16 @@ class LoadPreparedd(Transform):
         if items is not None:
             self.cache.check_items(items, key)
         self.key, self.check_sources = key, check_sources
+        self.load_transforms = list(load_transforms)
+        self._objects: list[Any] | None = None
         encodings = self.cache.index.get("encodings", {})
         lossy = {k: e["max_abs_error"] for k, e in encodings.items() if "max_abs_error" in e}
         if lossy:
             logger.warning("cache_dir %s was built with dtype=%s: cached values differ from the bundle's by up to %s",
                            cache_dir, self.cache.index.get("dtype"), lossy)  # fmt: skip
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_objects": None}  # ids of transform objects are per process
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         """The cached sample of the datalist item ``data``."""
@@ -88,7 +93,9 @@ class LoadPreparedd(Transform):
             if changes:
                 raise StaleCacheError(f"cache_dir {self.cache.root} is stale: {listing(changes, 'change(s)')}; "
                                       f"rebuild it with python -m common prepare-cache")  # fmt: skip
-        return self.cache.sample(data, self.key)
+        if self._objects is None:
+            self._objects = transform_objects(self.load_transforms)
+        return self.cache.sample(data, self.key, self._objects)
 
 
 def load_stage(load_transforms: Sequence[Any], cache_dir: str | os.PathLike | None,

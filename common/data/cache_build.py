@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,7 +32,13 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from common.data.cache_codec import ENCODING_MODES, encode_arrays, to_json
-from common.data.cache_fingerprint import file_stat, item_source_files, preprocessing_record, source_changes
+from common.data.cache_fingerprint import (
+    file_stat,
+    item_source_files,
+    preprocessing_record,
+    source_changes,
+    transform_objects,
+)
 from common.data.cache_read import (
     CACHE_FORMAT,
     INDEX_NAME,
@@ -43,11 +50,22 @@ from common.data.cache_read import (
 from common.errors import ConfigError
 from common.io import atomic_directory, atomic_write_json, make_directory
 
-__all__ = ["SPLITS", "build_cache", "prepare_sample"]
+__all__ = ["SPLITS", "build_cache", "default_workers", "prepare_sample", "write_shard"]
 
 logger = logging.getLogger(__name__)
 
 SPLITS = ("training", "validation", "test")
+
+
+def default_workers() -> int:
+    """Worker processes for a build: the CPUs this process may use, one left for writing shards, at most 8."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(0, min(8, cpus - 1))
+
+
+def _positions(ops: list[Any], positions: Mapping[int, int]) -> list[Any]:
+    """``applied_operations`` with each transform ``id`` replaced by its position in the load transforms."""
+    return [{**op, "id": positions.get(op["id"], -1)} if isinstance(op, dict) and "id" in op else op for op in ops]
 
 
 def prepare_sample(item: Mapping[str, Any], transform: Compose, key: str = "image") -> dict[str, Any]:
@@ -55,6 +73,7 @@ def prepare_sample(item: Mapping[str, Any], transform: Compose, key: str = "imag
 
     The source files are stat-ed before they are read, so a file changed during the build shows up as stale.
     """
+    positions = {id(obj): number for number, obj in enumerate(transform_objects(transform.transforms))}
     sources = [file_stat(path) for path in item_source_files(item)]
     out = transform(dict(item))
     arrays: dict[str, tuple[np.ndarray, str, Any, Any]] = {}
@@ -64,7 +83,8 @@ def prepare_sample(item: Mapping[str, Any], transform: Compose, key: str = "imag
         if isinstance(value, MetaTensor):
             arrays[name] = (value.as_tensor().detach().cpu().numpy(), "metatensor",
                             to_json(dict(value.meta), f"{where} meta"),
-                            to_json(list(value.applied_operations), f"{where} applied_operations"))  # fmt: skip
+                            to_json(_positions(list(value.applied_operations), positions),
+                                    f"{where} applied_operations"))  # fmt: skip
         elif isinstance(value, torch.Tensor):
             arrays[name] = (value.detach().cpu().numpy(), "tensor", None, None)
         elif isinstance(value, np.ndarray):

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["describe_transforms", "preprocessing_record", "library_versions", "preprocessing_changes", "file_stat",
-           "source_changes", "item_source_files"]  # fmt: skip
+__all__ = ["describe_transforms", "transform_objects", "preprocessing_record", "library_versions",
+           "preprocessing_changes", "file_stat", "source_changes", "item_source_files"]  # fmt: skip
 
 #: Attributes that say how a transform is driven, not what it computes: a key that may be absent computes nothing,
 #: and whether nvImageCodec is installed only matters for DICOM readers a bundle does not pick.
@@ -78,6 +78,36 @@ def describe_transforms(transforms: Sequence[Any]) -> list[Any]:
         out: training and inference load the same image whether or not the label key is present.
     """
     return [_describe(t) for t in transforms]
+
+
+def transform_objects(transforms: Sequence[Any]) -> list[Any]:
+    """Every transform object in ``transforms``, nested ones included, in a fixed depth-first order.
+
+    A cached ``applied_operations`` entry names the transform that pushed it by its position in this list instead
+    of by ``id()``, which only means something in the process that built the cache; the reader maps the position
+    back to its own instance, so ``resize.inverse(sample)`` works on a cached sample as on a computed one.
+    """
+    found: list[Any] = []
+    seen: set[int] = set()
+
+    def walk(value: Any) -> None:
+        if id(value) in seen:
+            return
+        seen.add(id(value))
+        if isinstance(value, list | tuple):
+            children = list(value)
+        elif isinstance(value, dict):
+            children = list(value.values())
+        elif hasattr(value, "__dict__") and type(value).__module__.startswith(("monai.", "common.")):
+            found.append(value)
+            children = list(vars(value).values())
+        else:
+            return
+        for child in children:
+            walk(child)
+
+    walk(list(transforms))
+    return found
 
 
 def preprocessing_record(load_transforms: Sequence[Any]) -> dict[str, Any]:

@@ -160,11 +160,13 @@ class PreparedCache:
             opened = self._arrays[(shard, name)] = np.load(path, mmap_mode="r")
         return opened
 
-    def sample(self, item: Mapping[str, Any], key: str = "image") -> dict[str, Any]:
+    def sample(self, item: Mapping[str, Any], key: str = "image", objects: Sequence[Any] = ()) -> dict[str, Any]:
         """The cached output of the bundle's ``load_transforms`` for ``item``.
 
         Keys the cached datalist item had but ``item`` lacks (an inference item has no label) are left out, as the
-        bundle's transforms would have nothing to load for them.
+        bundle's transforms would have nothing to load for them. ``objects`` (see
+        :func:`~common.data.cache_fingerprint.transform_objects`) are the reader's transforms that the applied
+        operations of restored MetaTensors name.
         """
         shard_number, record = self.record(item, key)
         shard = self.shards[shard_number]
@@ -179,11 +181,11 @@ class PreparedCache:
             flat = self._array(shard_number, shard["arrays"][name])
             count = int(np.prod(where["shape"], dtype=np.int64))
             stored = np.asarray(flat[where["offset"]: where["offset"] + count]).reshape(where["shape"])
-            out[name] = _restore(decode_array(stored, shard["encodings"][name]), where)
+            out[name] = _restore(decode_array(stored, shard["encodings"][name]), where, objects)
         return out
 
 
-def _restore(array: np.ndarray, where: Mapping[str, Any]) -> Any:
+def _restore(array: np.ndarray, where: Mapping[str, Any], objects: Sequence[Any]) -> Any:
     kind = where["kind"]
     if kind == "ndarray":
         return array
@@ -192,5 +194,9 @@ def _restore(array: np.ndarray, where: Mapping[str, Any]) -> Any:
         return tensor
     restored = MetaTensor(tensor)
     restored.meta = from_json(where["meta"])  # as cached: MetaTensor(meta=...) would add a default "space"
-    restored.applied_operations = from_json(where["ops"])
+    ops = from_json(where["ops"])
+    for op in ops:
+        if isinstance(op, dict) and isinstance(op.get("id"), int) and 0 <= op["id"] < len(objects):
+            op["id"] = id(objects[op["id"]])
+    restored.applied_operations = ops
     return restored
