@@ -42,7 +42,7 @@ from common.networks.checkpoint_card import check_checkpoint, read_card, trained
 from common.networks.weights import read_state_dict
 from common.transforms.radiograph import read_radiograph
 
-__all__ = ["ExplanationWriter", "load_bundle_model", "evaluate_pointing_game", "format_pointing_table"]
+__all__ = ["ExplanationWriter", "output_names", "load_bundle_model", "evaluate_pointing_game", "format_pointing_table"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,27 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 def _stem(path: str) -> str:
     return _UNSAFE.sub("_", Path(path).stem)
+
+
+def output_names(paths: Iterable[str]) -> dict[str, str]:
+    """File-name stem of each image's maps: the image's own stem when the stems are unique, else its path.
+
+    CBIS-DDSM names every DICOM ``1-1.dcm`` in its own folder, so a stem alone would overwrite the other images'
+    maps. When two inputs share a stem, every name becomes the path relative to the inputs' common folder, without
+    suffix, ``/`` written as ``__`` (``Mass-Training_P_00001_LEFT_CC__07-20-2016-DDSM-74994__1-1``): deterministic
+    for a given datalist, and the same for every image of the run.
+    """
+    unique = list(dict.fromkeys(str(path) for path in paths))
+    stems = [_stem(path) for path in unique]
+    if len(set(stems)) == len(stems):
+        return dict(zip(unique, stems, strict=True))
+    absolute = [os.path.abspath(path) for path in unique]
+    common = os.path.commonpath(absolute) if len(absolute) > 1 else os.path.dirname(absolute[0])
+    names = {}
+    for path, full in zip(unique, absolute, strict=True):
+        relative = os.path.splitext(os.path.relpath(full, common))[0]
+        names[path] = "__".join(_UNSAFE.sub("_", part) for part in Path(relative).parts)
+    return names
 
 
 def overlay(image: np.ndarray, cam_map: np.ndarray, alpha: float = 0.4) -> np.ndarray:
@@ -93,6 +114,8 @@ class ExplanationWriter:
         cam = FindingGradCAM(self.network, self.arch)
         make_directory(self.output_dir)
         count = 0
+        items = getattr(getattr(dataloader, "dataset", None), "data", None)
+        names = output_names(item["image"] for item in items) if isinstance(items, Sequence) else {}
         for batch in dataloader:
             images = batch["image"]
             maps = cam(images.to(device), self.indices).cpu().numpy()
@@ -101,10 +124,10 @@ class ExplanationWriter:
             for path, image_maps in zip(files, maps, strict=True):
                 original = read_radiograph(path)[0] if os.path.isfile(str(path)) else None
                 for name, cam_map in zip(self.findings, image_maps, strict=True):
-                    stem = self.output_dir / f"{_stem(str(path))}_{name}"
-                    np.save(stem.with_suffix(".npy"), cam_map.astype(np.float32))
+                    stem = f"{names.get(str(path)) or _stem(str(path))}_{name}"  # names may hold dots (DICOM UIDs)
+                    np.save(self.output_dir / f"{stem}.npy", cam_map.astype(np.float32))
                     if original is not None:
-                        Image.fromarray(overlay(original, cam_map)).save(stem.with_suffix(".png"))
+                        Image.fromarray(overlay(original, cam_map)).save(self.output_dir / f"{stem}.png")
                 count += 1
         logger.info("Grad-CAM (%s) of %d image(s) x %d finding(s) written to %s", cam.layer, count,
                     len(self.findings), self.output_dir)  # fmt: skip

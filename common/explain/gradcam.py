@@ -7,7 +7,10 @@ upsampled bilinearly to the input size. Two choices are ours:
 
 * Target layer per architecture (:data:`TARGET_LAYERS`): DenseNet-121 ``features.denseblock4`` (the last dense block;
   ``features.norm5`` cannot be hooked because torchvision's ``DenseNet.forward`` applies ``relu(inplace=True)`` to its
-  output, which PyTorch's full backward hooks forbid), ResNet-18/50 ``layer4``. Other architectures are refused.
+  output, which PyTorch's full backward hooks forbid), ResNet-18/50 ``layer4``, Swin-T ``permute`` (the
+  channels-first view of stage 4 after the final LayerNorm: torchvision's ``features.7`` and ``norm`` return
+  channels-last ``(B, H, W, C)`` maps, which MONAI's Grad-CAM would read with the wrong channel axis). Other
+  architectures are refused (EfficientNet-Lite0's in-place ReLU6 after ``_bn1`` cannot be hooked either).
 * Post-processing: each map is divided by its own maximum (0 stays 0, the peak becomes 1). MONAI's default
   ``default_normalizer`` maps (min, max) to (1, 0), i.e. it *flips* the map (hot becomes 0), which would make a
   pointing game point at the coldest pixel.
@@ -33,6 +36,7 @@ TARGET_LAYERS: dict[str, str] = {
     "densenet121": "features.denseblock4",
     "resnet18": "layer4",
     "resnet50": "layer4",
+    "swin_t": "permute",
 }
 
 

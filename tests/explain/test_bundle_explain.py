@@ -14,7 +14,7 @@ from common.cli import main
 from common.errors import DataError
 from common.explain.bundle import evaluate_pointing_game
 from common.synthetic import make_embedded_dataset
-from tests.bundles.conftest import CHEST_BUNDLE, run_workflow, tiny_overrides
+from tests.bundles.conftest import CHEST_BUNDLE, MAMMO_BUNDLE, run_workflow, tiny_overrides
 
 SIZE = 32
 
@@ -73,3 +73,25 @@ def test_explain_overlay_saves_maps_and_overlays(trained: tuple[Path, Path]) -> 
     cam = np.load(maps[0])
     assert cam.shape == (SIZE, SIZE) and 0 <= cam.min() and cam.max() <= 1
     assert np.asarray(Image.open(maps[0].with_suffix(".png"))).shape == (SIZE, SIZE, 3)
+
+
+def test_mammography_explain_overlay_with_swin_t(tmp_path: Path, mammo_dataset: Path) -> None:
+    """The mammography bundle's explain.json: Grad-CAM of its default Swin-T on the DICOM test images."""
+    shutil.copytree(MAMMO_BUNDLE / "configs", tmp_path / "configs")
+    run_workflow(tmp_path / "configs", ["train.json"], "train", **tiny_overrides(tmp_path, mammo_dataset, 64))
+    run_workflow(tmp_path / "configs", ["inference.json", "explain.json"], "infer", bundle_root=str(tmp_path),
+                 dataset_dir=str(mammo_dataset), datalist=str(mammo_dataset / "datalist.json"), image_size=64,
+                 num_workers=0, explain_findings=["malignant"])  # fmt: skip
+    n_test = len(json.loads((mammo_dataset / "datalist.json").read_text())["test"])
+    maps = sorted((tmp_path / "explanations").glob("*_malignant.npy"))
+    assert len(maps) == n_test and len(list((tmp_path / "explanations").glob("*_malignant.png"))) == n_test
+    assert np.load(maps[0]).shape == (64, 64)
+
+
+def test_output_names_keep_stems_unless_they_collide() -> None:
+    from common.explain.bundle import output_names
+
+    assert output_names(["/d/images/a.png", "/d/images/b.png"]) == {"/d/images/a.png": "a", "/d/images/b.png": "b"}
+    cbis = ["/d/CBIS-DDSM/Mass-Training_P_1_LEFT_CC/1.2.3/1-1.dcm", "/d/CBIS-DDSM/Calc-Test_P_2_LEFT_CC/4.5/1-1.dcm"]
+    assert output_names(cbis) == {cbis[0]: "Mass-Training_P_1_LEFT_CC__1.2.3__1-1",
+                                  cbis[1]: "Calc-Test_P_2_LEFT_CC__4.5__1-1"}  # fmt: skip

@@ -55,3 +55,12 @@ def test_unknown_arch_refused_listing_supported() -> None:
         target_layer("vgg19")
     with pytest.raises(ConfigError, match="not a module"):
         FindingGradCAM(tiny_net(), layer="features.norm5")
+
+
+def test_swin_target_is_channels_first_stage4() -> None:
+    # torchvision's Swin stages are channels-last; "permute" is the (B, C, H, W) view MONAI's Grad-CAM expects.
+    network = build_classifier("swin_t", 2)
+    seen: list[tuple[int, ...]] = []
+    network.get_submodule(target_layer("swin_t")).register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape)))
+    maps = FindingGradCAM(network, "swin_t")(torch.rand(1, 3, 64, 64), [0])
+    assert seen[0] == (1, 768, 2, 2) and maps.shape == (1, 1, 64, 64)
