@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -26,6 +27,50 @@ from common.errors import DEBUG_ENV, run_command
 __all__ = ["GRIDS_DIR", "build_parser", "main"]
 
 GRIDS_DIR = Path(__file__).resolve().parents[2] / "configs" / "grids"
+
+
+def _add_executor_arguments(run: argparse.ArgumentParser) -> None:
+    where = run.add_argument_group("where cells run")
+    where.add_argument("--executor", choices=("local", "inprocess", "slurm"), default="local",
+                       help="local (default): each cell in its own process, so a crash (segfault, out of memory, "
+                            "kill) fails that cell alone; inprocess: every cell in this process, one after the other; "
+                            "slurm: a Slurm job array through submitit (run this command on the login node)")
+    where.add_argument("--parallel", type=int, default=None,
+                       help="local: cells at a time (default: one per visible GPU, or 1)")
+    where.add_argument("--gpus", default=None,
+                       help="local: comma-separated GPU ids handed to the cells in turn through CUDA_VISIBLE_DEVICES "
+                            "(default: CUDA_VISIBLE_DEVICES, else every GPU torch sees; 'none': leave it unset)")
+    slurm = run.add_argument_group("Slurm (--executor slurm)")
+    slurm.add_argument("--slurm-partition", default=None, help="--partition of every job")
+    slurm.add_argument("--slurm-time", type=int, default=240, help="--time per cell in minutes (default 240); a "
+                       "cell that reaches it is requeued and resumes from its last epoch")
+    slurm.add_argument("--slurm-mem", default=None, help="--mem per cell, e.g. 32G")
+    slurm.add_argument("--slurm-gpus-per-task", type=int, default=None, help="--gpus-per-task, e.g. 1")
+    slurm.add_argument("--slurm-cpus-per-task", type=int, default=None, help="--cpus-per-task (DataLoader workers)")
+    slurm.add_argument("--slurm-account", default=None, help="--account")
+    slurm.add_argument("--slurm-qos", default=None, help="--qos")
+    slurm.add_argument("--slurm-constraint", default=None, help="--constraint, e.g. a GPU type")
+    slurm.add_argument("--slurm-array-parallelism", type=int, default=256,
+                       help="at most this many cells run at once (default 256)")
+    slurm.add_argument("--slurm-setup", action="append", default=[], metavar="LINE",
+                       help="a shell line run before each cell, e.g. 'module load cuda' (repeatable)")
+    slurm.add_argument("--slurm-max-requeue", type=int, default=3,
+                       help="requeues after preemption or time-out before a cell counts as failed (default 3)")
+    slurm.add_argument("--slurm-cluster", choices=("slurm", "local"), default="slurm", help=argparse.SUPPRESS)
+
+
+def _executor_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``run_grid`` executor options the command line gave."""
+    if args.executor == "local":
+        gpus = None if args.gpus is None else ([] if args.gpus == "none" else args.gpus.split(","))
+        return {"parallel": args.parallel, "gpus": gpus}
+    if args.executor == "slurm":
+        return {"partition": args.slurm_partition, "time_min": args.slurm_time, "mem": args.slurm_mem,
+                "gpus_per_task": args.slurm_gpus_per_task, "cpus_per_task": args.slurm_cpus_per_task,
+                "account": args.slurm_account, "qos": args.slurm_qos, "constraint": args.slurm_constraint,
+                "array_parallelism": args.slurm_array_parallelism, "setup": args.slurm_setup,
+                "max_requeue": args.slurm_max_requeue, "cluster": args.slurm_cluster}
+    return {}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--num-workers", type=int, default=None, help="DataLoader workers for every run")
     run.add_argument("--dry-run", action="store_true", help="check the grid and list the cells, run nothing")
     run.add_argument("--fail-fast", action="store_true", help="stop at the first failing cell")
+    _add_executor_arguments(run)
     run.add_argument("--verbose", action="store_true",
                      help="show every bundle log line (per-iteration losses, per-class tables) on the console; by "
                           "default they go to OUTPUT/run.log and the console shows one line per cell")
@@ -74,7 +120,7 @@ def _run(args: argparse.Namespace) -> int:
     quiet = nullcontext() if args.verbose or args.dry_run else quiet_bundle_logs(detail)
     with quiet:
         summary = run_grid(grid, output, num_workers=args.num_workers, dry_run=args.dry_run,
-                           fail_fast=args.fail_fast)
+                           fail_fast=args.fail_fast, executor=args.executor, **_executor_options(args))
     if args.dry_run:
         sys.stdout.write(f"{summary.total} cells; nothing was run (--dry-run)\n")
         return 0

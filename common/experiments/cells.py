@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import ConfigError
-from common.experiments.grid import Grid, StrategySpec, TaskSpec
+from common.experiments.specs import Grid, StrategySpec, TaskSpec
 
 __all__ = ["Cell", "PretrainCell", "expand", "pretrain_cells"]
 

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from common.errors import ConfigError
-
-if TYPE_CHECKING:
-    from common.experiments.bundles import BundleInfo
-    from common.experiments.grid import Grid
+from common.experiments.bundles import BundleInfo
+from common.experiments.specs import Grid
 
 __all__ = ["check_overrides", "check_stage1", "check_stage2_bundles"]
 

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from common.errors import ConfigError
-from common.experiments.grid import DataSpec
+from common.experiments.specs import DataSpec
 from common.io import atomic_directory, recover_directory
 from common.networks.checkpoint_card import fingerprint
 

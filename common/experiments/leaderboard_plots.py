@@ -85,8 +85,13 @@ def plot_leaderboard(
         series = ((~is_base, colors(0), "mean, 95% CI"), (is_base, colors(1), f"{baseline} (baseline)"))
         for mask, color, name in series:
             if mask.any():
-                ax.barh(y[mask], means[mask] - origin, left=origin, height=0.6, color=color, alpha=0.75,
-                        xerr=np.vstack([low[mask], high[mask]]), capsize=3, label=name)
+                ax.barh(y[mask], means[mask] - origin, left=origin, height=0.6, color=color, alpha=0.75, label=name)
+        # CIs drawn as capped lines, not barh(xerr=...): matplotlib converts a one-bar (2, 1) xerr's rows with
+        # math.isfinite, which NumPy deprecated (1.25) for arrays with ndim > 0.
+        for row, mean, below, above in zip(y, means, low, high, strict=True):
+            if np.isfinite(below) and np.isfinite(above):
+                ax.plot([mean - below, mean + above], [row, row], color="black", linewidth=1, marker="|",
+                        markersize=6)
         for row, summary in zip(y, summaries, strict=True):
             ax.plot([run.value for run in summary.runs], [row] * summary.n, "o", color="black", markersize=3,
                     label="one seed" if row == y[0] else None)

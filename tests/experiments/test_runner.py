@@ -16,9 +16,12 @@ from typing import Any
 import pytest
 import yaml
 
+import common.bundle_runner as bundle_runner
 import common.experiments.runner as runner_module
 from common.errors import ConfigError
+from common.experiments.executors import InProcessExecutor
 from common.experiments.grid import load_grid
+from common.experiments.jobs import RunJob
 from common.experiments.runner import run_grid
 
 REPO = Path(__file__).resolve().parents[2]
@@ -101,14 +104,14 @@ def test_a_crashing_cell_is_recorded_the_others_finish_and_a_rerun_repeats_only_
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     grid = load_grid(tiny_grid(tmp_path, seeds=[0], overrides={**TINY, "epochs": 1}))
-    real = runner_module.run_bundle
+    real = bundle_runner.run_bundle
 
     def flaky(root: Path, configs: list[str], kind: str, **override: Any) -> Any:
         if "lp_ft" in Path(root).name:
             raise RuntimeError("simulated out-of-memory")
         return real(root, configs, kind, **override)
 
-    monkeypatch.setattr(runner_module, "run_bundle", flaky)
+    monkeypatch.setattr(bundle_runner, "run_bundle", flaky)
     out = tmp_path / "run"
     summary = run_grid(grid, out, num_workers=0)  # also set in the grid's overrides: the CLI value wins
     failed = "chest_xray_classification__resnet18__none__none__lp_ft-lp_epochs=1__seed0"
@@ -116,7 +119,7 @@ def test_a_crashing_cell_is_recorded_the_others_finish_and_a_rerun_repeats_only_
     partial = out / "cells" / f"{summary.failed[0][0]}.partial"
     assert "simulated out-of-memory" in (partial / "error.txt").read_text()
     assert len(_rows(out)) == 1
-    monkeypatch.setattr(runner_module, "run_bundle", real)
+    monkeypatch.setattr(bundle_runner, "run_bundle", real)
     stamp = next(out.glob("cells/*__ft__seed0/result.json")).stat().st_mtime_ns
     summary = run_grid(grid, out)
     assert summary.ran == 1 and summary.skipped == 1 and not partial.exists()
@@ -128,7 +131,8 @@ def test_resume_after_the_process_is_killed_mid_grid(tmp_path: Path) -> None:
     """SIGKILL the CLI while it runs; the rerun keeps the finished cells and re-runs the rest."""
     file = tiny_grid(tmp_path, "killed", seeds=[0, 1, 2], strategies=["ft"], overrides={**TINY, "epochs": 1})
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "common.experiments", "run", str(file), "--output", str(out)]
+    command = [sys.executable, "-m", "common.experiments", "run", str(file), "--output", str(out), "--executor",
+               "inprocess"]  # the local executor's children dying with it: test_executors.py
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -205,7 +209,7 @@ def test_failing_stage2_is_tried_once_and_fails_its_cells(tmp_path: Path, monkey
         attempts.append(Path(root).name)
         raise RuntimeError("simulated disk full")
 
-    monkeypatch.setattr(runner_module, "run_bundle", broken)
+    monkeypatch.setattr(bundle_runner, "run_bundle", broken)
     summary = run_grid(grid, tmp_path / "run")
     assert attempts == ["resnet18__none.partial"]
     assert len(summary.failed) == 2 and all("stage-2 run" in e and "disk full" in e for _, e in summary.failed)
@@ -217,16 +221,15 @@ def fake_cells(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Cells "run" without training: each writes a result.json at once (the names of the cells run are listed)."""
     ran: list[str] = []
 
-    def execute(bundle: Any, final: Path, overlay: Any, settings: Any, fp: str, evaluate: bool,
-                tracking: Any) -> dict[str, Any]:  # fmt: skip
-        ran.append(final.name)
+    def execute(job: RunJob) -> dict[str, Any]:
+        ran.append(job.final.name)
         result = {"val_metric": 0.5, "transfer": "", "metric": "mean_auc", "value": 0.75, "seconds": 1.0,
-                  "fingerprint": fp}  # fmt: skip
-        final.mkdir(parents=True)
-        (final / "result.json").write_text(json.dumps(result))
+                  "fingerprint": job.fingerprint}  # fmt: skip
+        job.final.mkdir(parents=True)
+        (job.final / "result.json").write_text(json.dumps(result))
         return result
 
-    monkeypatch.setattr(runner_module, "_execute", execute)
+    monkeypatch.setattr(runner_module, "make_executor", lambda name, **options: InProcessExecutor(execute))
     monkeypatch.setattr(runner_module, "prepare_data", lambda spec, root: None)
     return ran
 
