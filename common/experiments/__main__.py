@@ -2,6 +2,8 @@
 
 Commands:
     run <grid.yaml> [--output DIR]   run (or resume) every cell; writes results.csv and leaderboard.md
+        [--executor local|inprocess|slurm]   where cells run: a process per cell (default), this process, or a
+                                             Slurm job array (submitit); see docs/experiments.md
     report <DIR>                     rebuild the leaderboard from DIR/results.csv
     list                             the shipped grid files
 
@@ -55,7 +57,8 @@ def _add_executor_arguments(run: argparse.ArgumentParser) -> None:
     slurm.add_argument("--slurm-setup", action="append", default=[], metavar="LINE",
                        help="a shell line run before each cell, e.g. 'module load cuda' (repeatable)")
     slurm.add_argument("--slurm-max-requeue", type=int, default=3,
-                       help="requeues after preemption or time-out before a cell counts as failed (default 3)")
+                       help="requeues after reaching --slurm-time before a cell counts as failed (default 3; "
+                            "preemptions are always requeued)")
     slurm.add_argument("--slurm-cluster", choices=("slurm", "local"), default="slurm", help=argparse.SUPPRESS)
 
 

@@ -66,7 +66,7 @@ class SlurmExecutor:
         array_parallelism: at most this many array tasks run at once (``--array=...%N``).
         setup: shell lines run before each task (``module load cuda``, ``source .venv/bin/activate``).
         additional: other sbatch options, ``{"reservation": "x"}`` -> ``--reservation=x``.
-        max_requeue: requeues after preemption or time-out before a task counts as failed.
+        max_requeue: requeues after a time-out before a task counts as failed (submitit requeues preemptions always).
         cluster: ``"slurm"``, or ``"local"`` to run through submitit's local executor (no cluster).
         poll_seconds: how often job states are read (each read is one ``sacct`` call on Slurm).
         target: the module-level function each task runs (default :func:`~common.experiments.jobs.execute_job`).
