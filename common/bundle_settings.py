@@ -85,7 +85,7 @@ RULES: dict[str, tuple[Check, str]] = {
     "batch_size": _int(1),
     "val_batch_size": _int(1),
     "sw_batch_size": _int(1),
-    "num_workers": _int(0),
+    "num_workers": (lambda v: v == "auto" or _int(0)[0](v), "'auto' (CPUs - 1) or an integer >= 0"),
     "val_interval": _int(1),
     "seed": _int(0),
     "learning_rate": _number(0.0),  # 0 is legitimate: a run that only checks what was loaded
@@ -107,6 +107,9 @@ RULES: dict[str, tuple[Check, str]] = {
     "imagenet_mean": _floats(3),
     "imagenet_std": _floats(3, positive=True),
     "resume": _choice("auto", "never", "force"),
+    "precision": _choice("auto", "bf16", "fp16", "fp32"),
+    "channels_last": (lambda v: v == "auto" or isinstance(v, bool), "one of ['auto', True, False]"),
+    "compile": _BOOL,
 }
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from common.engines.auc_metric import MultilabelAUC
+from common.engines.batch import PlainTensorBatch
 from common.engines.checkpoint import AtomicDiskSaver, ModelCheckpointSaver
 from common.engines.collect import PredictionCollector, ProbabilityCSVWriter
+from common.engines.precision import PrecisionHandler
 from common.engines.report import ClassificationReportHandler
 from common.engines.resume import TrainingCheckpoint, run_fingerprint
 from common.engines.segmentation import MeanDice, SegmentationMaskWriter, SegmentationReportHandler
@@ -16,6 +18,8 @@ __all__ = [
     "run_fingerprint",
     "ClassificationReportHandler",
     "MeanDice",
+    "PlainTensorBatch",
+    "PrecisionHandler",
     "MultilabelAUC",
     "PredictionCollector",
     "ProbabilityCSVWriter",

@@ -17,16 +17,33 @@ from ignite.engine import Engine, Events
 from common.errors import DataError
 from common.io import atomic_write_text
 
-__all__ = ["PredictionCollector", "ProbabilityCSVWriter", "item_filename"]
+__all__ = ["PredictionCollector", "ProbabilityCSVWriter", "batch_sources", "item_filename", "item_meta"]
 
 logger = logging.getLogger(__name__)
 
 
-def item_filename(item: dict[str, Any], key: str = "image") -> str:
-    """Return the source file of a decollated item (from its MetaTensor meta), or '' when unknown."""
-    value = item.get(key)
-    meta = getattr(value, "meta", None) or item.get(f"{key}_meta_dict") or {}
-    return str(meta.get("filename_or_obj", ""))
+def item_meta(item: dict[str, Any], key: str = "image", source: Any = None) -> dict[str, Any]:
+    """The metadata of a decollated item's ``key``: its MetaTensor meta or ``<key>_meta_dict``, else the same of
+    ``source`` (the item's entry of the decollated input batch, which keeps the meta when the network was handed
+    plain tensors by :class:`common.engines.batch.PlainTensorBatch`); ``{}`` when neither has any."""
+    for holder in (item, source):
+        if isinstance(holder, dict):
+            meta = getattr(holder.get(key), "meta", None) or holder.get(f"{key}_meta_dict")
+            if meta:
+                return dict(meta)
+    return {}
+
+
+def item_filename(item: dict[str, Any], key: str = "image", source: Any = None) -> str:
+    """Return the source file of a decollated item (from its meta or ``source``'s, see :func:`item_meta`), or ''."""
+    return str(item_meta(item, key, source).get("filename_or_obj", ""))
+
+
+def batch_sources(engine: Engine, items: list[Any]) -> list[Any]:
+    """The decollated input batch entry of each output item (``engine.state.batch``), or ``None`` each when the
+    batch is not a decollated list of the same length."""
+    batch = engine.state.batch if isinstance(engine.state.batch, list) else []
+    return list(batch) if len(batch) == len(items) else [None] * len(items)
 
 
 def _as_numpy(value: Any) -> np.ndarray:
@@ -70,14 +87,13 @@ class PredictionCollector:
             raise DataError("PredictionCollector needs decollated output: give the evaluator a postprocessing")
         # MONAI's evaluator output holds image, label and pred only; the datalist's other keys (patient_id)
         # stay in the decollated batch, item for item.
-        batch = engine.state.batch if isinstance(engine.state.batch, list) else []
-        sources = batch if len(batch) == len(items) else items
-        for item, source in zip(items, sources, strict=True):
+        for item, source in zip(items, batch_sources(engine, items), strict=True):
             self._probs.append(_as_numpy(item[self.pred_key]).reshape(-1))
             if self.label_key in item and item[self.label_key] is not None:
                 self._labels.append(_as_numpy(item[self.label_key]).reshape(-1))
-            self.filenames.append(item_filename(item, self.image_key))
-            self._patients.append(source.get("patient_id") if isinstance(source, dict) else None)
+            self.filenames.append(item_filename(item, self.image_key, source))
+            holder = source if isinstance(source, dict) else item
+            self._patients.append(holder.get("patient_id"))
 
     def completed(self, engine: Engine) -> None:
         """Hook for subclasses; the plain collector only keeps the arrays."""

@@ -21,7 +21,7 @@ from ignite.engine import Engine, Events
 from ignite.metrics import Metric
 from PIL import Image
 
-from common.engines.collect import item_filename
+from common.engines.collect import batch_sources, item_filename, item_meta
 from common.errors import ConfigError, DataError
 from common.io import atomic_save, atomic_write_json
 from common.metrics.segmentation import (
@@ -139,7 +139,8 @@ class SegmentationReportHandler:
     def collect(self, engine: Engine) -> None:
         """Add the current iteration's decollated items to the running statistics."""
         k = len(self.class_names)
-        for item in _decollated(engine, "SegmentationReportHandler"):
+        items = _decollated(engine, "SegmentationReportHandler")
+        for item, source in zip(items, batch_sources(engine, items), strict=True):
             pred, truth = labels_from_scores(item["pred"], k), _label_map(item["label"])
             image_confusion = confusion_matrix(pred, truth, k, self.ignore_index)
             self.confusion += image_confusion
@@ -150,7 +151,7 @@ class SegmentationReportHandler:
                 rgb = _image_to_rgb(item["image"], self.mean, self.std)
                 if self.reverse_indexing:
                     rgb, truth, pred = rgb.transpose(1, 0, 2), truth.T, pred.T
-                name = _file_stem(item_filename(item)) or f"image_{len(self.hd95_rows) - 1}"
+                name = _file_stem(item_filename(item, source=source)) or f"image_{len(self.hd95_rows) - 1}"
                 self.overlays.append((name, rgb, truth, pred))
 
     def completed(self, engine: Engine) -> None:
@@ -283,11 +284,12 @@ class SegmentationMaskWriter:
 
     def write(self, engine: Engine) -> None:
         """Write the masks of the current iteration's decollated items."""
-        for item in _decollated(engine, "SegmentationMaskWriter"):
-            filename = item_filename(item)
+        items = _decollated(engine, "SegmentationMaskWriter")
+        for item, source in zip(items, batch_sources(engine, items), strict=True):
+            filename = item_filename(item, source=source)
             dest = self._destination(filename)
             labels = labels_from_scores(item["pred"], len(self.class_names))
-            meta = dict(getattr(item.get("image"), "meta", None) or item.get("image_meta_dict") or {})
+            meta = item_meta(item, "image", source)
             if dest.name.lower().endswith((".nii", ".nii.gz")):
                 self._write_nifti(dest, labels, meta)
             else:

@@ -45,6 +45,7 @@ from monai.transforms.traits import RandomizableTrait
 from torch.utils.data import Dataset, get_worker_info
 from tqdm import tqdm
 
+from common.data.loader import resolve_num_workers
 from common.errors import ConfigError, DataError
 from common.finetune.base import FinetuneStrategy
 from common.finetune.strategies.cutoff import CutoffLayer, split_at_layer
@@ -180,16 +181,17 @@ class CachedFeatureDataset(Dataset):
         dataset: the bundle's ``@train#dataset`` (items are dicts with ``"image"`` and ``"label"``).
         feature_cache: the :class:`FrozenFeatureCache`; when it is disabled, items pass through unchanged.
         batch_size: images per trunk forward pass while caching.
-        num_workers: DataLoader workers reading images while caching.
+        num_workers: DataLoader workers reading images while caching (an integer or ``"auto"``, see
+            :func:`common.data.loader.resolve_num_workers`).
 
     Raises:
         ConfigError: ``dataset``'s transform holds random transforms (see the module docstring).
     """
 
     def __init__(self, dataset: Dataset, feature_cache: FrozenFeatureCache, batch_size: int = 32,
-                 num_workers: int = 0) -> None:
+                 num_workers: int | str = 0) -> None:
         self.dataset, self.feature_cache = dataset, feature_cache
-        self.batch_size, self.num_workers = int(batch_size), int(num_workers)
+        self.batch_size, self.num_workers = int(batch_size), resolve_num_workers(num_workers)
         self.features: torch.Tensor | None = None
         self.labels: torch.Tensor | None = None
         random = random_transforms(getattr(dataset, "transform", None))
