@@ -87,15 +87,15 @@ class LoadPreparedd(Transform):
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         """The cached sample of the datalist item ``data``."""
+        shard, record = self.cache.record(data, self.key)
         if self.check_sources:
-            _, record = self.cache.record(data, self.key)
             changes = source_changes(record["sources"]) + self.cache.item_changes(data, record)
             if changes:
                 raise StaleCacheError(f"cache_dir {self.cache.root} is stale: {listing(changes, 'change(s)')}; "
                                       f"rebuild it with python -m common prepare-cache")  # fmt: skip
         if self._objects is None:
             self._objects = transform_objects(self.load_transforms)
-        return self.cache.sample(data, self.key, self._objects)
+        return self.cache.sample_of_record(data, shard, record, self._objects)
 
 
 def load_stage(load_transforms: Sequence[Any], cache_dir: str | os.PathLike | None,

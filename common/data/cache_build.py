@@ -42,13 +42,14 @@ from common.data.cache_fingerprint import (
 from common.data.cache_read import (
     CACHE_FORMAT,
     INDEX_NAME,
+    RECORDS_NAME,
     SHARD_INDEX_NAME,
     SHARDS_DIR,
     item_key,
     preprocessing_sha256,
 )
 from common.errors import ConfigError
-from common.io import atomic_directory, atomic_write_json, make_directory
+from common.io import atomic_directory, atomic_write_json, atomic_write_text, make_directory
 
 __all__ = ["SPLITS", "build_cache", "default_workers", "prepare_sample", "write_shard"]
 
@@ -135,19 +136,20 @@ def write_shard(folder: Path, samples: Sequence[dict[str, Any]], splits: Sequenc
         for name in names:
             flat = [a.reshape(-1) for a in stored[name]]
             np.save(tmp / files[name], np.concatenate(flat) if flat else np.zeros(0, encodings[name]["stored"]))
+        atomic_write_text(tmp / RECORDS_NAME, "".join(json.dumps(r, allow_nan=False) + "\n" for r in records))
         atomic_write_json(tmp / SHARD_INDEX_NAME, {"stamp": stamp, "encodings": encodings, "arrays": files,
-                                                   "records": records})  # fmt: skip
+                                                   "keys": [r["key"] for r in records]})  # fmt: skip
     return encodings
 
 
 def _shard_valid(folder: Path, chunk: Sequence[tuple[str, Mapping[str, Any]]], stamp: str) -> bool:
     index = folder / SHARD_INDEX_NAME
-    if not index.is_file():
+    if not index.is_file() or not (folder / RECORDS_NAME).is_file():
         return False
     shard = json.loads(index.read_text(encoding="utf-8"))
-    records = shard.get("records", [])
-    if shard.get("stamp") != stamp or len(records) != len(chunk):
+    if shard.get("stamp") != stamp or shard.get("keys") != [item_key(item) for _, item in chunk]:
         return False
+    records = [json.loads(line) for line in (folder / RECORDS_NAME).read_text(encoding="utf-8").splitlines()]
     for record, (_, item) in zip(records, chunk, strict=True):
         if record["key"] != item_key(item) or record["item"] != to_json(dict(item)):
             return False

@@ -131,14 +131,14 @@ def to_json(value: Any, where: str = "value") -> Any:
     Raises:
         DataError: ``value`` holds a type with no JSON form (the message names ``where`` and the type).
     """
+    if isinstance(value, enum.Enum):  # before str: MONAI's keys and spaces are str enums
+        return {"__enum__": f"{type(value).__module__}:{type(value).__qualname__}", "value": to_json(value.value)}
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else {"__float__": repr(value)}
     if isinstance(value, np.generic):
         return {"__npscalar__": to_json(value.item(), where), "dtype": str(value.dtype)}
-    if isinstance(value, enum.Enum):
-        return {"__enum__": f"{type(value).__module__}:{type(value).__qualname__}", "value": to_json(value.value)}
     if isinstance(value, torch.Tensor):
         array = value.detach().cpu().numpy()
         return {"__tensor__": to_json(array.tolist(), where), "dtype": str(value.dtype).removeprefix("torch.")}

@@ -3,7 +3,8 @@
 Layout (written by :mod:`common.data.cache_build`)::
 
     DIR/cache.json                 written last: format, bundle, preprocessing record + sha256, shard names, counts
-    DIR/shards/00000/shard.json    encodings, one record per sample (datalist item, source files, offsets, meta)
+    DIR/shards/00000/shard.json    settings stamp, encodings, array file names, the samples' keys in order
+    DIR/shards/00000/records.jsonl one JSON line per sample: datalist item, source files, offsets, meta
     DIR/shards/00000/a0.npy ...    one flat array per output key, read with ``np.load(mmap_mode="r")``
 
 A sample is a zero-copy slice of a memory-mapped ``.npy`` file decoded to the dtype the bundle's transforms gave
@@ -32,13 +33,14 @@ from common.data.cache_codec import decode_array, from_json, to_json
 from common.data.cache_fingerprint import preprocessing_changes, source_changes
 from common.errors import StaleCacheError
 
-__all__ = ["CACHE_FORMAT", "INDEX_NAME", "SHARDS_DIR", "SHARD_INDEX_NAME", "PreparedCache", "item_key",
+__all__ = ["CACHE_FORMAT", "INDEX_NAME", "SHARDS_DIR", "SHARD_INDEX_NAME", "RECORDS_NAME", "PreparedCache", "item_key",
            "preprocessing_sha256"]  # fmt: skip
 
 CACHE_FORMAT = 1
 INDEX_NAME = "cache.json"
 SHARDS_DIR = "shards"
 SHARD_INDEX_NAME = "shard.json"
+RECORDS_NAME = "records.jsonl"
 #: How many files / items an error message lists before "... and N more".
 SHOWN = 5
 
@@ -84,12 +86,17 @@ class PreparedCache:
             raise StaleCacheError(f"{index}: cache format {self.index.get('format')!r}, this medxfer reads "
                                   f"{CACHE_FORMAT}; rebuild it with python -m common prepare-cache")  # fmt: skip
         self.shards: list[dict[str, Any]] = []
+        # Records stay JSON text until a sample is read: one string each instead of a tree of objects per item, so
+        # 100k items cost tens of MB, and DataLoader workers forked from this process do not copy them by touching.
+        self.records: list[list[str]] = []
         self.lookup: dict[str, tuple[int, int]] = {}
         for number, name in enumerate(self.index["shards"]):
-            shard = json.loads((self.root / SHARDS_DIR / name / SHARD_INDEX_NAME).read_text(encoding="utf-8"))
+            folder = self.root / SHARDS_DIR / name
+            shard = json.loads((folder / SHARD_INDEX_NAME).read_text(encoding="utf-8"))
             self.shards.append(shard)
-            for position, record in enumerate(shard["records"]):
-                self.lookup.setdefault(record["key"], (number, position))
+            self.records.append((folder / RECORDS_NAME).read_text(encoding="utf-8").splitlines())
+            for position, key in enumerate(shard["keys"]):
+                self.lookup.setdefault(key, (number, position))
         self._arrays: dict[tuple[int, str], np.ndarray] = {}
 
     def __getstate__(self) -> dict[str, Any]:
@@ -121,7 +128,7 @@ class PreparedCache:
             raise StaleCacheError(f"cache_dir {self.root} has no entry for {item_key(item, key)} (built from splits "
                                   f"{sorted(self.index.get('splits', {}))}); rebuild it with --splits covering "
                                   f"this datalist")  # fmt: skip
-        return found[0], self.shards[found[0]]["records"][found[1]]
+        return found[0], json.loads(self.records[found[0]][found[1]])
 
     def item_changes(self, item: Mapping[str, Any], record: Mapping[str, Any]) -> list[str]:
         """Fields of ``item`` whose value differs from the datalist item the cache entry was built from."""
@@ -144,7 +151,7 @@ class PreparedCache:
             if found is None:
                 missing.append(item_key(item, key))
                 continue
-            record = self.shards[found[0]]["records"][found[1]]
+            record = json.loads(self.records[found[0]][found[1]])
             fields += self.item_changes(item, record)
             sources += source_changes(record["sources"])
         problems = [listing(lines, what) for lines, what in ((sources, "source file(s) changed since the build"),
@@ -169,6 +176,11 @@ class PreparedCache:
         operations of restored MetaTensors name.
         """
         shard_number, record = self.record(item, key)
+        return self.sample_of_record(item, shard_number, record, objects)
+
+    def sample_of_record(self, item: Mapping[str, Any], shard_number: int, record: Mapping[str, Any],
+                         objects: Sequence[Any] = ()) -> dict[str, Any]:  # fmt: skip
+        """:meth:`sample` for a record already looked up (see :meth:`record`)."""
         shard = self.shards[shard_number]
         cached_fields = from_json(record["item"])
         out: dict[str, Any] = {}

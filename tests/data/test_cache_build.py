@@ -81,7 +81,7 @@ def test_cache_equals_chest_transforms_and_keeps_uint8(chest: Path, tmp_path: Pa
     stage = LoadPreparedd(tmp_path / "cache", transforms, items)
     for item in items:
         assert_same_sample(Compose(transforms)(dict(item)), stage(item))
-    records = [r for s in PreparedCache(tmp_path / "cache").shards for r in s["records"]]
+    records = [json.loads(r) for shard in PreparedCache(tmp_path / "cache").records for r in shard]
     assert {r["item"]["__dict__"]["patient_id"] for r in records} == {i["patient_id"] for i in items} | {
         r["item"]["__dict__"]["patient_id"] for r in records if r["split"] != "training"}
 
