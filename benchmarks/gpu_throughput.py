@@ -8,6 +8,7 @@ Rows:
              the same collated MetaTensor batch over and over, against a plain loop on plain tensors with an
              identical network; also the trainer with MONAI's default prepare_batch (MetaTensors into the network).
              Median step time, blocks alternating. Target: bundle / plain <= 1.10.
+  memory     (--memory-archs) activation bytes per image counted on the CPU -> the largest batch per GPU size.
   compile    (--compile) the plain loop with torch.compile: first-step (compile) time and step time.
   loader     the chest bundle's train#dataloader alone over generated images (img/s).
   end-to-end the bundle's trainer over its own loader, one epoch (img/s), with and without the prepared-image
@@ -208,6 +209,42 @@ def loader_and_end_to_end(data: Path, out: Path, args: argparse.Namespace) -> tu
         "\n", best
 
 
+def activation_bytes_per_image(arch: str, image_size: int, bf16: bool) -> tuple[float, float]:
+    """(bytes saved for backward per image, parameter bytes) of a training forward pass, counted on the CPU with
+    saved-tensor hooks (the difference between batch 2 and batch 1, so weights saved once do not count); bf16 runs
+    under CPU autocast so the saved tensors have the dtypes a bf16 GPU run saves. Device-independent, so it sizes
+    GPU batches without a GPU (the allocator's fragmentation and cuDNN workspaces come on top)."""
+    network = build_classifier(arch, 14).train()
+    totals = []
+    for batch in (1, 2):
+        seen: dict[int, int] = {}
+
+        def pack(tensor: torch.Tensor, seen: dict[int, int] = seen) -> torch.Tensor:
+            seen[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+            return tensor
+
+        x = torch.randn(batch, 3, image_size, image_size)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
+                torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            network(x).float().sum()
+        totals.append(sum(seen.values()))
+    params = sum(p.numel() * p.element_size() for p in network.parameters())
+    return float(totals[1] - totals[0]), float(params)
+
+
+def memory_rows(args: argparse.Namespace) -> str:
+    """Per-image activation memory and the largest batch that fits 80% of an 80 GB and a 141 GB (H200) GPU."""
+    lines = [f"memory (saved activations per image, training, {args.image_size}px; batch that fits 80% of GPU "
+             f"memory after weights + AdamW state = 4 x parameters):"]
+    for arch in args.memory_archs:
+        for bf16 in (False, True):
+            per_image, params = activation_bytes_per_image(arch, args.image_size, bf16)
+            fits = [int((0.8 * gb * 2**30 - 4 * params) // per_image) for gb in (80, 141)]
+            lines.append(f"  {arch:12s} {'bf16' if bf16 else 'fp32'}: {per_image / 2**20:8.1f} MiB/image, "
+                         f"parameters {params / 2**20:6.1f} MiB -> batch <= {fits[0]} (80 GB), {fits[1]} (141 GB)")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     cli = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     cli.add_argument("--image-size", type=int, default=224)
@@ -220,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_argument("--epochs", type=int, default=10, help="epochs per run in the study estimate")
     cli.add_argument("--compile", action="store_true", help="also measure torch.compile (slow on a CPU)")
     cli.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    cli.add_argument("--memory-archs", nargs="*", default=[], help="archs for the activation-memory rows, e.g. "
+                     "densenet121 resnet50 resnet18 swin_t (CPU forward passes at --image-size)")
     cli.add_argument("--skip", nargs="*", default=[], choices=["ceiling", "proxy", "e2e"])
     args = cli.parse_args(argv)
     args.num_workers = args.num_workers if args.num_workers == "auto" else int(args.num_workers)
@@ -228,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
     print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}", flush=True)
+    if args.memory_archs:
+        print(memory_rows(args), end="", flush=True)
     if "ceiling" not in args.skip:
         print(f"ceiling (plain loop on device tensors) {args.image_size}px batch {args.batch_size}:", flush=True)
         for arch in args.archs:

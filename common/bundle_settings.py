@@ -107,6 +107,7 @@ RULES: dict[str, tuple[Check, str]] = {
     "imagenet_mean": _floats(3),
     "imagenet_std": _floats(3, positive=True),
     "resume": _choice("auto", "never", "force"),
+    "augment_device": _choice("auto", "cpu", "gpu"),
     "precision": _choice("auto", "bf16", "fp16", "fp32"),
     "channels_last": (lambda v: v == "auto" or isinstance(v, bool), "one of ['auto', True, False]"),
     "compile": _BOOL,

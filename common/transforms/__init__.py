@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from common.transforms.artifact_mask import ArtifactMask, ArtifactMaskd
+from common.transforms.batch_augment import BatchAugment, augment_in_batch
 from common.transforms.channels import ToImageNetInput, ToImageNetInputd
 from common.transforms.clahe import CLAHE, CLAHEd
 from common.transforms.crop_resize import AspectResize, AspectResized, ForegroundCrop, ForegroundCropd
@@ -20,6 +21,7 @@ __all__ = [
     "ArtifactMaskd",
     "AspectResize",
     "AspectResized",
+    "BatchAugment",
     "DicomIntensity",
     "DicomIntensityd",
     "ForegroundCrop",
@@ -36,6 +38,7 @@ __all__ = [
     "RemapLabelsd",
     "ToImageNetInput",
     "ToImageNetInputd",
+    "augment_in_batch",
     "read_medical_image",
     "read_radiograph",
 ]

@@ -8,7 +8,8 @@ On the CPU path a bundle's ``augmentation`` (MONAI dictionary transforms: ``Rand
 :class:`common.engines.batch.PlainTensorBatch` after the copy to the device:
 
 1. the normalised batch is mapped back to the [0, 1] intensities the transforms were written for
-   (``x * std + mean``: zero padding stays black, gamma contrast and stain jitter see the same values as on the CPU);
+   (``x * std + mean``, clamped to [0, 1] against rounding: zero padding stays black, gamma contrast and stain
+   jitter see the same values as on the CPU; every bundle's images are in [0, 1] before normalisation);
 2. each image (with its label, so segmentation masks flip and rotate with it) goes through the transforms, drawing
    its own parameters: per-sample, independent, from the same config keys (``flip_prob``, ``affine_prob``,
    ``rotate_degrees``, ``translate_fraction``, ``zoom_fraction`` ...) and the same classes as the CPU path, so the
@@ -114,7 +115,8 @@ class BatchAugment:
         if not self.transforms:
             return image, label
         scale = self._scale(image)
-        raw = image * scale[1] + scale[0] if scale is not None else image
+        # the CPU path's transforms see [0, 1] intensities; undoing the normalisation in float32 strays by ~1e-7
+        raw = (image * scale[1] + scale[0]).clamp_(0.0, 1.0) if scale is not None else image
         images, labels = [], []
         for i in range(raw.shape[0]):
             item = {self.image_key: raw[i]}
