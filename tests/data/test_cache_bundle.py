@@ -1,9 +1,10 @@
 """The chest bundle with ``cache_dir``: its deterministic preprocessing is bit-for-bit the uncached pipeline's, and it
-trains one epoch and infers from the cache without decoding a single image."""
+trains one epoch, evaluates and infers from the cache without decoding a single image."""
 
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -53,7 +54,7 @@ def test_cached_preprocessing_equals_uncached_exactly(cached_chest: tuple[Path, 
             assert torch.equal(a["label"], b["label"])
 
 
-def test_bundle_trains_and_infers_from_the_cache(cached_chest: tuple[Path, Path], tmp_path: Path,
+def test_bundle_trains_evaluates_and_infers_from_the_cache(cached_chest: tuple[Path, Path], tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     data, cache = cached_chest
 
@@ -64,6 +65,9 @@ def test_bundle_trains_and_infers_from_the_cache(cached_chest: tuple[Path, Path]
     overrides = {**tiny_overrides(tmp_path, data), "arch": "resnet18", "cache_dir": str(cache)}
     run_workflow(CONFIGS, ["train.json"], "train", **overrides)
     assert (tmp_path / "models" / "model.pt").is_file()
+    run_workflow(CONFIGS, ["train.json", "evaluate.json"], "eval", **overrides, n_boot=10)
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["n_images"] == len(json.loads((data / "datalist.json").read_text())["test"])
     run_workflow(CONFIGS, ["inference.json"], "infer", bundle_root=str(tmp_path), dataset_dir=str(data),
                  datalist=str(data / "datalist.json"), datalist_key="test", image_size=32, num_workers=0,
                  arch="resnet18", cache_dir=str(cache))  # fmt: skip
