@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+import torch
 from monai.bundle import ConfigWorkflow
 
 from common.synthetic import make_embedded_dataset, make_general_medical_dataset
@@ -88,6 +90,33 @@ def run_workflow(configs: Path, files: list[str | Path], workflow_type: str, **o
     workflow.run()
     workflow.finalize()
     return workflow
+
+
+def pydicom_test_file(name: str) -> str:
+    """Path of pydicom's test file ``name`` (pydicom-data, from requirements-dev.txt); skip the test without it.
+
+    Never downloads: pydicom would fetch a file missing locally from GitHub, which a machine without internet
+    cannot reach (and tests must not need).
+    """
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file(name, download=False)
+    if path is None:
+        pytest.skip(f"pydicom test file {name} is not installed (pip install pydicom-data, in requirements-dev.txt)")
+    return str(path)
+
+
+def multi_process_env() -> dict[str, str]:
+    """Environment for a 2-process torchrun test: with fewer than 2 GPUs the ranks run on the CPU (gloo).
+
+    The multi-GPU overlays put rank ``r`` on ``cuda:r`` whenever CUDA is available, so on a one-GPU machine rank 1
+    would ask for a GPU that does not exist (and two ranks cannot share one under NCCL); hiding the GPU runs the
+    same overlay as on a CPU machine.
+    """
+    env = dict(os.environ)
+    if torch.cuda.is_available() and torch.cuda.device_count() < 2:
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    return env
 
 
 def root_cause(error: BaseException) -> BaseException:

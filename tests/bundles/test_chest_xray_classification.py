@@ -16,7 +16,14 @@ import pytest
 import torch
 
 from common.errors import DataError, WeightsError
-from tests.bundles.conftest import CHEST_BUNDLE, root_cause, run_workflow, tiny_overrides
+from tests.bundles.conftest import (
+    CHEST_BUNDLE,
+    multi_process_env,
+    pydicom_test_file,
+    root_cause,
+    run_workflow,
+    tiny_overrides,
+)
 
 CONFIGS = CHEST_BUNDLE / "configs"
 
@@ -67,7 +74,8 @@ def test_multi_gpu_overlay_trains_with_two_processes(tmp_path: Path, chest_datas
                "--logging_file", str(root / "configs" / "logging.conf")]
     for key, value in overrides.items():
         command += [f"--{key}", str(value)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False,
+                            env=multi_process_env())
     assert result.returncode == 0, result.stderr[-3000:]
     state = torch.load(root / "models" / "model.pt", map_location="cpu", weights_only=True)
     assert "classifier.weight" in state  # saved without the DistributedDataParallel "module." prefix
@@ -89,11 +97,11 @@ def test_every_finetune_overlay_trains_one_epoch(tmp_path: Path, chest_dataset: 
 def test_real_chest_radiograph_through_the_inference_chain() -> None:
     """RG1_UNCI.dcm (a real PA chest CR, MONOCHROME1, 15-bit) -> the documented network input."""
     from monai.bundle import ConfigParser
-    from pydicom.data import get_testdata_file
 
+    real = pydicom_test_file("RG1_UNCI.dcm")
     parser = ConfigParser()
     parser.read_config(str(CONFIGS / "inference.json"))
-    image = parser.get_parsed_content("preprocessing")({"image": get_testdata_file("RG1_UNCI.dcm")})["image"]
+    image = parser.get_parsed_content("preprocessing")({"image": real})["image"]
     meta = json.loads((CONFIGS / "metadata.json").read_text())["network_data_format"]["inputs"]["image"]
     assert tuple(image.shape) == (meta["num_channels"], *meta["spatial_shape"])
     assert image.dtype == torch.float32
@@ -111,6 +119,6 @@ def test_efficientnet_lite0_with_real_imagenet_weights(tmp_path: Path, chest_dat
     from common.networks.efficientnet_lite import lite0_state_dict
 
     reference = lite0_state_dict()
-    state = network.state_dict()
+    state = {k: v.cpu() for k, v in network.state_dict().items()}  # the network sits on cuda:0 where there is one
     assert torch.equal(state["_conv_stem.weight"], reference["_conv_stem.weight"])  # lr 0: weights as loaded
     assert state["_fc.weight"].shape == (14, 1280)
