@@ -246,6 +246,8 @@ class Predictor:
             "inferer": parser.get_parsed_content("inferer"),
             "device": parser.get_parsed_content("device"),
             "amp": bool(parser.get_parsed_content("amp")),
+            # the precision key's dtype (bf16 on GPUs that support it); older configs without it autocast to fp16
+            "amp_kwargs": dict(parser.get_parsed_content("amp_kwargs")) if "amp_kwargs" in parser else {},
             "class_names": class_names,
         }
         self._stamp, self.version = stamp, model_version(self.bundle.model_path)
@@ -267,7 +269,7 @@ class Predictor:
             batch = item["image"].unsqueeze(0).to(parts["device"])
             device_type = parts["device"].type if isinstance(parts["device"], torch.device) else str(parts["device"])
             amp = parts["amp"] and device_type == "cuda"
-            with torch.no_grad(), torch.autocast(device_type=device_type, enabled=amp):
+            with torch.no_grad(), torch.autocast(device_type=device_type, enabled=amp, **parts["amp_kwargs"]):
                 logits = parts["inferer"](inputs=batch, network=parts["network"])
             pred = parts["postprocessing"]({"pred": logits[0].float()})["pred"]
             array = pred.detach().cpu().numpy() if isinstance(pred, torch.Tensor) else np.asarray(pred)

@@ -18,9 +18,10 @@ On the CPU path a bundle's ``augmentation`` (MONAI dictionary transforms: ``Rand
 3. the batch is normalised again.
 
 MONAI's transforms run on CUDA tensors (flip, rot90, the affine's ``grid_sample``, Gaussian filters as
-convolutions), so no image leaves the GPU; the loop is per image (one parameter draw each), which costs kernel
-launches rather than bandwidth. Greyscale images replicated to three channels (``ToImageNetInputd``) give the
-same result as augmenting the single channel, since every listed transform treats channels alike.
+convolutions) and ``RandHEDJitterd`` has a torch branch for device tensors, so no image leaves the GPU; the loop
+is per image (one parameter draw each), which costs kernel launches rather than bandwidth. Greyscale images
+replicated to three channels (``ToImageNetInputd``) give the same result as augmenting the single channel,
+since every listed transform treats channels alike.
 
 Example:
     >>> import torch

@@ -60,6 +60,8 @@ class RandHEDJitter(RandomizableTransform):
             self.randomize()
         if not self._do_transform:
             return img
+        if isinstance(img, torch.Tensor) and img.device.type != "cpu":
+            return self._jitter_on_device(img)  # the batch path (common.transforms.batch_augment): stay on the GPU
         array = convert_data_type(img, np.ndarray)[0]
         if array.ndim != 3 or array.shape[0] != 3:
             raise DataError(f"RandHEDJitter expects a (3, H, W) RGB image, found shape {tuple(array.shape)}")
@@ -70,6 +72,21 @@ class RandHEDJitter(RandomizableTransform):
         rgb = np.clip(10.0 ** -(stains @ rgb_from_hed), 0.0, 1.0).astype(np.float32)
         return convert_to_dst_type(np.moveaxis(rgb, -1, 0), img, dtype=torch.float32 if isinstance(
             img, torch.Tensor) else np.float32)[0]
+
+
+    def _jitter_on_device(self, img: torch.Tensor) -> torch.Tensor:
+        """The same jitter in torch (float64, like the numpy path) on ``img``'s device; float32 out."""
+        if img.ndim != 3 or img.shape[0] != 3:
+            raise DataError(f"RandHEDJitter expects a (3, H, W) RGB image, found shape {tuple(img.shape)}")
+        x = img.as_tensor() if hasattr(img, "as_tensor") else img
+        if not bool(torch.isfinite(x).all()) or float(x.min()) < 0 or float(x.max()) > 1:
+            raise DataError("RandHEDJitter expects finite RGB values in [0, 1]; scale the image first")
+        to = {"dtype": torch.float64, "device": x.device}
+        density = -torch.log10(x.to(torch.float64).movedim(0, -1).clamp_min(_MIN_RGB))
+        stains = density @ torch.as_tensor(hed_from_rgb, **to) * torch.as_tensor(self._scale, **to) \
+            + torch.as_tensor(self._shift, **to)
+        rgb = (10.0 ** -(stains @ torch.as_tensor(rgb_from_hed, **to))).clamp(0.0, 1.0).to(torch.float32)
+        return convert_to_dst_type(rgb.movedim(-1, 0), img, dtype=torch.float32)[0]
 
 
 class RandHEDJitterd(RandomizableTransform, MapTransform):

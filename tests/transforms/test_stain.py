@@ -52,3 +52,13 @@ def test_bad_images(img: np.ndarray, match: str) -> None:
 def test_negative_strength() -> None:
     with pytest.raises(ConfigError, match="must be >= 0"):
         RandHEDJitter(sigma=-0.1)
+
+
+def test_device_path_equals_the_numpy_path() -> None:
+    """The torch branch the GPU batch path takes (called directly here: no GPU in CI) gives the numpy result."""
+    image = np.random.default_rng(0).uniform(0.05, 1.0, (3, 8, 8)).astype(np.float32)
+    jitter = RandHEDJitter(prob=1.0, sigma=0.2, bias=0.1).set_random_state(1)
+    expected = jitter(image)  # draws the scale and shift
+    got = jitter._jitter_on_device(torch.from_numpy(image))
+    assert got.dtype == torch.float32
+    np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=1e-6)
