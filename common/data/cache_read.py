@@ -36,7 +36,7 @@ from common.errors import StaleCacheError
 __all__ = ["CACHE_FORMAT", "INDEX_NAME", "SHARDS_DIR", "SHARD_INDEX_NAME", "RECORDS_NAME", "PreparedCache", "item_key",
            "preprocessing_sha256"]  # fmt: skip
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: records as JSON lines
 INDEX_NAME = "cache.json"
 SHARDS_DIR = "shards"
 SHARD_INDEX_NAME = "shard.json"
@@ -92,9 +92,13 @@ class PreparedCache:
         self.lookup: dict[str, tuple[int, int]] = {}
         for number, name in enumerate(self.index["shards"]):
             folder = self.root / SHARDS_DIR / name
-            shard = json.loads((folder / SHARD_INDEX_NAME).read_text(encoding="utf-8"))
-            self.shards.append(shard)
-            self.records.append((folder / RECORDS_NAME).read_text(encoding="utf-8").splitlines())
+            try:
+                shard = json.loads((folder / SHARD_INDEX_NAME).read_text(encoding="utf-8"))
+                self.shards.append(shard)
+                self.records.append((folder / RECORDS_NAME).read_text(encoding="utf-8").splitlines())
+            except (OSError, ValueError) as err:
+                raise StaleCacheError(f"cache_dir {self.root}: shard {name} is missing or unreadable ({err}); rerun "
+                                      f"python -m common prepare-cache to rebuild it") from err  # fmt: skip
             for position, key in enumerate(shard["keys"]):
                 self.lookup.setdefault(key, (number, position))
         self._arrays: dict[tuple[int, str], np.ndarray] = {}
