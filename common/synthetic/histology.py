@@ -55,7 +55,7 @@ _ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 def _noise(rng: np.random.Generator, size: int, sigma: float) -> np.ndarray:
     """Zero-mean, unit-std Gaussian-blurred noise of shape (size, size)."""
     field = cv2.GaussianBlur(rng.standard_normal((size, size)).astype(np.float32), (0, 0), max(sigma, 0.3))
-    return (field - field.mean()) / (field.std() + 1e-6)
+    return (field - field.mean()) / (float(field.std()) + 1e-6)  # a Python float: the same bits under NumPy 1 and 2
 
 
 def _fibres(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -66,7 +66,7 @@ def _fibres(rng: np.random.Generator, size: int) -> np.ndarray:
     rotation = cv2.getRotationMatrix2D((length / 2 - 0.5, length / 2 - 0.5), float(rng.uniform(0, 180)), 1.0)
     kernel = cv2.warpAffine(kernel, rotation, (length, length))
     field = cv2.filter2D(rng.standard_normal((size, size)).astype(np.float32), -1, kernel / kernel.sum())
-    return (field - field.mean()) / (field.std() + 1e-6)
+    return (field - field.mean()) / (float(field.std()) + 1e-6)  # a Python float: the same bits under NumPy 1 and 2
 
 
 def _blob(rng: np.random.Generator, size: int, radius: float, irregularity: float = 0.35) -> np.ndarray:

@@ -89,7 +89,10 @@ def find_anatomy_mask(
     grey = np.asarray(grey, dtype=np.float32)
     if float(grey.max()) <= float(grey.min()):
         return np.zeros(grey.shape, dtype=bool)
-    binary = (grey > THRESHOLD_METHODS[threshold_method](grey)).astype(np.uint8)
+    # float64 into the threshold: scikit-image's histogram builds its bin edges from the image's dtype under NumPy 2
+    # (float32 edges for a float32 image; NumPy 1 promoted them to float64), so the threshold, and the mask, would
+    # depend on the NumPy version.
+    binary = (grey > THRESHOLD_METHODS[threshold_method](grey.astype(np.float64))).astype(np.uint8)
     kernel = odd_kernel(grey.shape, kernel_fraction)
     opened = cv2.morphologyEx(binary, cv2.MORPH_OPEN, kernel)
     region = largest_component(np.asarray(opened)).astype(np.uint8)
