@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 from monai.transforms import Compose
 from torch.utils.data import DataLoader, Dataset
@@ -39,6 +38,7 @@ from common.data.cache_fingerprint import (
     source_changes,
     transform_objects,
 )
+from common.data.cache_plan import check_output_folder, parse_bundle, plan_items
 from common.data.cache_read import (
     CACHE_FORMAT,
     INDEX_NAME,
@@ -51,12 +51,9 @@ from common.data.cache_read import (
 from common.errors import ConfigError
 from common.io import atomic_directory, atomic_write_json, atomic_write_text, make_directory
 
-__all__ = ["SPLITS", "build_cache", "default_workers", "prepare_sample", "write_shard"]
+__all__ = ["build_cache", "default_workers", "prepare_sample", "write_shard"]
 
 logger = logging.getLogger(__name__)
-
-SPLITS = ("training", "validation", "test")
-
 
 def default_workers() -> int:
     """Worker processes for a build: the CPUs this process may use, one left for writing shards, at most 8."""
@@ -156,58 +153,6 @@ def _shard_valid(folder: Path, chunk: Sequence[tuple[str, Mapping[str, Any]]], s
     return not source_changes([s for r in records for s in r["sources"]])
 
 
-def _parse_bundle(bundle: Path, config: str, datalist: Path, dataset_dir: Path,
-                  overrides: Mapping[str, Any]) -> ConfigParser:  # fmt: skip
-    config_file = bundle / "configs" / config
-    if not config_file.is_file():
-        raise ConfigError(f"bundle config {config_file} not found; --bundle must be a bundle folder holding "
-                          f"configs/{config}")  # fmt: skip
-    parser = ConfigParser()
-    parser.read_config(str(config_file))
-    parser["bundle_root"] = str(bundle)
-    parser["dataset_dir"], parser["datalist"] = str(dataset_dir), str(datalist)
-    for key, value in overrides.items():
-        parser[key] = value
-    if "load_transforms" not in parser:
-        raise ConfigError(f"{config_file} has no 'load_transforms' key (the deterministic transforms to cache)")
-    return parser
-
-
-def _split_items(parser: ConfigParser, config: str, split: str) -> list[dict[str, Any]]:
-    from common.data.datalist import require_inputs
-
-    expression = parser.get("train#dataset#data") if "train#dataset#data" in parser else None
-    if not isinstance(expression, str) or expression.count("'training'") != 1:
-        raise ConfigError(f"configs/{config}: expected 'train#dataset#data' to load split 'training' "
-                          f"(load_datalist(@datalist, 'training', ...)); found {expression!r}")  # fmt: skip
-    parser[f"cache_items_{split}"] = expression.replace("'training'", repr(split))
-    parser.parse(reset=True)
-    items = parser.get_parsed_content(f"cache_items_{split}")
-    require_inputs(items)
-    return list(items)
-
-
-def _plan(parser: ConfigParser, config: str, datalist: Path,
-          splits: Sequence[str] | None) -> list[tuple[str, dict[str, Any]]]:  # fmt: skip
-    present = json.loads(datalist.read_text(encoding="utf-8")) if datalist.is_file() else {}
-    chosen = list(splits) if splits else [s for s in SPLITS if s in present]
-    if not chosen:
-        raise ConfigError(f"{datalist}: no split of {list(SPLITS)} found; name them with --splits")
-    plan, seen = [], set()
-    for split in chosen:
-        for item in _split_items(parser, config, split):
-            if item_key(item) not in seen:
-                seen.add(item_key(item))
-                plan.append((split, item))
-    return plan
-
-
-def _check_output(root: Path) -> None:
-    if root.exists() and any(root.iterdir()) and not ((root / INDEX_NAME).exists() or (root / SHARDS_DIR).exists()):
-        raise ConfigError(f"--output {root} is a non-empty folder that is not a prepared-image cache; choose an empty "
-                          f"or new folder")  # fmt: skip
-
-
 def build_cache(bundle: str | Path, datalist: str | Path, output: str | Path, splits: Sequence[str] | None = None,
                 config: str = "train.json", overrides: Mapping[str, Any] | None = None,
                 dataset_dir: str | Path | None = None, num_workers: int = 0, shard_size: int = 512,
@@ -239,9 +184,9 @@ def build_cache(bundle: str | Path, datalist: str | Path, output: str | Path, sp
     if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
         raise ConfigError(f"shard_size must be an integer >= 1, got {shard_size!r}")
     bundle, datalist, root = Path(bundle).resolve(), Path(datalist).resolve(), Path(output)
-    _check_output(root)
-    parser = _parse_bundle(bundle, config, datalist, Path(dataset_dir or datalist.parent).resolve(), overrides or {})
-    plan = _plan(parser, config, datalist, splits)
+    check_output_folder(root)
+    parser = parse_bundle(bundle, config, datalist, Path(dataset_dir or datalist.parent).resolve(), overrides or {})
+    plan = plan_items(parser, config, datalist, splits)
     load_transforms = parser.get_parsed_content("load_transforms")
     preprocessing = preprocessing_record(load_transforms)
     stamp = preprocessing_sha256({"preprocessing": preprocessing, "dtype": dtype})
@@ -249,15 +194,16 @@ def build_cache(bundle: str | Path, datalist: str | Path, output: str | Path, sp
     names = [f"{i:05d}" for i in range(len(chunks))]
     shards_dir = make_directory(root / SHARDS_DIR)
     todo = [i for i, chunk in enumerate(chunks) if not _shard_valid(shards_dir / names[i], chunk, stamp)]
-    (root / INDEX_NAME).unlink(missing_ok=True) if todo else None
+    leftovers = sorted(p for p in shards_dir.iterdir() if p.is_dir() and p.name not in names)
+    if todo or leftovers:  # the folder reads as unfinished until the new cache.json is written
+        (root / INDEX_NAME).unlink(missing_ok=True)
     logger.info("prepare-cache %s: %d item(s) in %d shard(s); %d shard(s) to build, %d kept from an earlier build",
                 root, len(plan), len(chunks), len(todo), len(chunks) - len(todo))
-    encodings = _build_shards(shards_dir, [(names[i], chunks[i]) for i in todo], load_transforms, stamp, dtype,
-                              num_workers, progress)  # fmt: skip
-    for leftover in sorted(p for p in shards_dir.iterdir() if p.is_dir() and p.name not in names):
+    _build_shards(shards_dir, [(names[i], chunks[i]) for i in todo], load_transforms, stamp, dtype, num_workers,
+                  progress)  # fmt: skip
+    for leftover in leftovers:
         shutil.rmtree(leftover)
-    if not encodings and chunks:
-        encodings = json.loads((shards_dir / names[0] / SHARD_INDEX_NAME).read_text(encoding="utf-8"))["encodings"]
+    encodings = _summarise_encodings([shards_dir / name for name in names])
     counts = {s: sum(1 for split, _ in plan if split == s) for s in dict.fromkeys(split for split, _ in plan)}
     index = {"format": CACHE_FORMAT, "bundle": bundle.name, "config": config, "dtype": dtype,
              "preprocessing": preprocessing, "preprocessing_sha256": preprocessing_sha256(preprocessing),
@@ -267,25 +213,38 @@ def build_cache(bundle: str | Path, datalist: str | Path, output: str | Path, sp
     return index
 
 
+def _summarise_encodings(folders: Sequence[Path]) -> dict[str, Any]:
+    """Per key, the shards' common encoding, or the stored dtypes they use (``"float32 / uint8"``) when they differ."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for folder in folders:
+        shard = json.loads((folder / SHARD_INDEX_NAME).read_text(encoding="utf-8"))
+        for key, encoding in shard["encodings"].items():
+            found.setdefault(key, []).append(encoding)
+    summary = {}
+    for key, encodings in found.items():
+        summary[key] = dict(encodings[0])
+        if any(e != encodings[0] for e in encodings):
+            stored = " / ".join(sorted({e["stored"] for e in encodings}))
+            summary[key] = {"stored": stored, "dtype": encodings[0]["dtype"]}
+        errors = [e["max_abs_error"] for e in encodings if "max_abs_error" in e]
+        if errors:
+            summary[key]["max_abs_error"] = max(errors)
+        logger.info("prepare-cache: %r stored as %s (the bundle's %s, %s)", key, summary[key]["stored"],
+                    summary[key]["dtype"], f"lossy: max error {max(errors):.3g}" if errors else "bit-exact")
+    return summary
+
+
 def _build_shards(shards_dir: Path, todo: Sequence[tuple[str, Sequence[tuple[str, Any]]]], load_transforms: Any,
-                  stamp: str, dtype: str, num_workers: int, progress: bool) -> dict[str, Any]:  # fmt: skip
+                  stamp: str, dtype: str, num_workers: int, progress: bool) -> None:  # fmt: skip
     """Prepare the samples of the shards in ``todo`` in order and write each shard as soon as it is complete."""
     items = [item for _, chunk in todo for _, item in chunk]
     loader = DataLoader(_Samples(items, load_transforms), batch_size=None, shuffle=False, num_workers=num_workers,
                         collate_fn=_keep)  # fmt: skip
     samples = iter(loader)
-    encodings: dict[str, Any] = {}
     with tqdm(total=len(items), desc="prepare-cache", unit="img", disable=not progress) as bar:
         for name, chunk in todo:
             shard = []
             for _ in chunk:
                 shard.append(next(samples))
                 bar.update(1)
-            written = write_shard(shards_dir / name, shard, [split for split, _ in chunk], stamp, dtype)
-            if not encodings:
-                encodings = written
-                for key, encoding in written.items():
-                    logger.info("prepare-cache: %r stored as %s (the bundle's %s%s)", key, encoding["stored"],
-                                encoding["dtype"], f", lossy: max error {encoding['max_abs_error']:.3g}"
-                                if "max_abs_error" in encoding else ", bit-exact")  # fmt: skip
-    return encodings
+            write_shard(shards_dir / name, shard, [split for split, _ in chunk], stamp, dtype)
