@@ -69,7 +69,8 @@ def find_pectoral_muscle(grey: np.ndarray, breast: np.ndarray, max_fraction: flo
     values = grey[breast & roi]
     if values.size < 2 or float(values.max()) <= float(values.min()):
         return none
-    bright = (breast & roi & (grey > threshold_otsu(values))).astype(np.uint8)
+    # float64: scikit-image's histogram edges follow a float32 input's dtype under NumPy 2 (see find_anatomy_mask)
+    bright = (breast & roi & (grey > threshold_otsu(values.astype(np.float64)))).astype(np.uint8)
     bright = cv2.morphologyEx(bright, cv2.MORPH_OPEN, odd_kernel(grey.shape, 0.01))
     corner = max(3, int(0.05 * min(grey.shape)))
     muscle = fill_region(largest_component(bright, seed=(slice(top, top + corner), slice(0, corner))), hull=True)
