@@ -136,6 +136,9 @@ class PreparedCache:
 
     def item_changes(self, item: Mapping[str, Any], record: Mapping[str, Any]) -> list[str]:
         """Fields of ``item`` whose value differs from the datalist item the cache entry was built from."""
+        stored, current_json = record["item"].get("__dict__", {}), to_json(dict(item)).get("__dict__", {})
+        if all(stored.get(name, "<absent>") == value for name, value in current_json.items()):
+            return []  # the common case, without decoding either side
         cached = from_json(record["item"])
         current = json.loads(json.dumps(from_json(to_json(dict(item)))))
         cached = json.loads(json.dumps(cached))
