@@ -10,17 +10,34 @@ cell): ``python -m common.experiments.worker experiments/NAME/jobs/cells/<cell>.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from common.experiments.executors.base import report_path, resolve_target, run_guarded
+from common.experiments.executors.base import RUNNER_PID_ENV, report_path, resolve_target, run_guarded
 from common.experiments.jobs import RunJob
 from common.io import atomic_write_json
 
 __all__ = ["main"]
+
+
+def _die_with_runner() -> None:
+    """On Linux, have the kernel SIGTERM this process when the runner that started it dies (PR_SET_PDEATHSIG = 1).
+
+    Set here, after exec, rather than in a ``preexec_fn`` (unsafe in a threaded parent); a runner that died before
+    this line is caught by comparing the parent's pid with the one it passed.
+    """
+    runner = os.environ.get(RUNNER_PID_ENV)
+    if runner is None or not sys.platform.startswith("linux"):
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != int(runner):
+        sys.exit(f"the runner (process {runner}) ended before this cell started")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -29,6 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(args) != 1:
         sys.stderr.write("usage: python -m common.experiments.worker JOB.json\n")
         return 2
+    _die_with_runner()
     job_file = Path(args[0])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -4,6 +4,8 @@ inside functions and under ``TYPE_CHECKING`` (a circle hidden in a function is s
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
@@ -38,3 +40,14 @@ def test_the_experiments_modules_import_each_other_without_a_circle() -> None:
     except CycleError as err:
         raise AssertionError(f"import circle: {' -> '.join(err.args[1])}") from err
     assert order.index("common.experiments.specs") < order.index("common.experiments.grid")
+
+
+def test_a_cell_worker_starts_without_the_training_stack() -> None:
+    """``python -m common.experiments.worker`` imports neither torch nor MONAI before its job needs them (a cell that
+    fails at once costs no import time), and its imports resolve in a fresh interpreter (no half-imported module)."""
+    code = ("import sys, common.experiments.worker, common.experiments.executors.local; "
+            "print(sorted(m for m in ('torch', 'monai', 'numpy', 'submitit') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=PACKAGE.parents[1], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

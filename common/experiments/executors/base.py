@@ -25,11 +25,13 @@ from typing import Any, Protocol
 from common.errors import ConfigError, OutputError, find_user_error, user_message
 from common.experiments.jobs import RunJob, execute_job
 
-__all__ = ["Executor", "InProcessExecutor", "JobTarget", "OnStart", "Outcome", "Outcomes", "report_path",
-           "resolve_target", "run_guarded", "target_name"]
+__all__ = ["RUNNER_PID_ENV", "Executor", "InProcessExecutor", "JobTarget", "OnStart", "Outcome", "Outcomes",
+           "report_path", "resolve_target", "run_guarded", "target_name"]
 
 logger = logging.getLogger(__name__)
 
+#: Set by the local executor to its own process id: its worker processes end when that process does.
+RUNNER_PID_ENV = "MEDXFER_RUNNER_PID"
 #: What an executor calls for each job (module-level, so a worker process or a Slurm node can import it).
 JobTarget = Callable[[RunJob], dict[str, Any]]
 #: Called with each job when it starts (or is submitted, for Slurm).

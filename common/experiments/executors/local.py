@@ -4,7 +4,8 @@ A job that crashes its process (a segfault, the out-of-memory killer, ``kill -9`
 context) fails alone: its outcome says how the process ended and names its log, ``<run>/logs/<job name>.log``
 (``logs/cells/<cell>.log``, ``logs/pretrain/<id>.log``; appended to by every attempt), and the grid goes on.
 The job file the child ran is kept as ``<run>/jobs/<job name>.json`` (see :mod:`common.experiments.worker`).
-Children die with the runner (Linux: ``PR_SET_PDEATHSIG``), so a killed runner leaves no cell writing on.
+Children die with the runner (Linux: ``PR_SET_PDEATHSIG``, set by the worker), so a killed runner leaves no cell
+writing on.
 
 Example:
     >>> executor = LocalExecutor(parallel=2, gpus=["0", "1"])  # cells alternate between the two GPUs
@@ -14,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
@@ -28,7 +28,15 @@ from pathlib import Path
 from typing import IO
 
 from common.errors import ConfigError
-from common.experiments.executors.base import JobTarget, OnStart, Outcome, Outcomes, report_path, target_name
+from common.experiments.executors.base import (
+    RUNNER_PID_ENV,
+    JobTarget,
+    OnStart,
+    Outcome,
+    Outcomes,
+    report_path,
+    target_name,
+)
 from common.experiments.jobs import RunJob, execute_job, write_error
 from common.io import atomic_write_json
 
@@ -49,12 +57,6 @@ def visible_gpus() -> list[str]:
     import torch
 
     return [str(i) for i in range(torch.cuda.device_count())]
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Ask Linux to SIGTERM this child when the runner dies (1 = PR_SET_PDEATHSIG)."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
 
 
 def _how_it_ended(returncode: int) -> str:
@@ -122,11 +124,12 @@ class LocalExecutor:
         handle.flush()
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(_REPO), *filter(None, [env.get("PYTHONPATH")])])
+        env[RUNNER_PID_ENV] = str(os.getpid())  # the child ends with this process (common.experiments.worker)
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu
         process = subprocess.Popen(
             [self.python, "-m", "common.experiments.worker", str(job_file)], stdin=subprocess.DEVNULL,
-            stdout=handle, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent,
+            stdout=handle, stderr=subprocess.STDOUT, env=env,
         )
         logger.info("%s started in process %d%s; log: %s", job.name, process.pid,
                     f" on GPU {gpu}" if gpu is not None else "", log)
