@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import enum
+import functools
 import importlib.metadata
 import inspect
 import os
@@ -58,6 +59,9 @@ def _describe(value: Any, depth: int = 0) -> Any:
     if isinstance(value, list | tuple | set | frozenset):
         items = sorted(value, key=repr) if isinstance(value, set | frozenset) else value
         return [_describe(v, depth + 1) for v in items]
+    if isinstance(value, functools.partial):
+        return {"partial": _describe(value.func, depth + 1), "args": _describe(value.args, depth + 1),
+                "keywords": _describe(value.keywords, depth + 1)}  # fmt: skip
     if isinstance(value, type) or inspect.isroutine(value) or callable(value) and not hasattr(value, "__dict__"):
         return f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', repr(value))}"
     state = {k: v for k, v in sorted(vars(value).items()) if not k.startswith("__") and k not in _IGNORED_ATTRIBUTES}
