@@ -182,8 +182,9 @@ def file_stat(path: str | os.PathLike) -> list[Any]:
 
 
 def item_source_files(item: Mapping[str, Any]) -> list[str]:
-    """The files a datalist item's transforms read: its top-level string values that name existing files."""
-    return [value for value in item.values() if isinstance(value, str) and value and Path(value).is_file()]
+    """The files a datalist item's transforms read: its top-level string values that are absolute paths of existing
+    files (the bundles' datalist loaders make every path absolute, so an id such as ``"2"`` is never taken)."""
+    return [v for v in item.values() if isinstance(v, str) and os.path.isabs(v) and Path(v).is_file()]
 
 
 def source_changes(records: Iterable[Sequence[Any]]) -> list[str]:
