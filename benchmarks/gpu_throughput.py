@@ -180,9 +180,14 @@ def loader_and_end_to_end(data: Path, out: Path, args: argparse.Namespace) -> tu
     """Loader alone and the bundle's trainer over its own loader (one epoch), with/without the cache."""
     variants: list[tuple[str, dict]] = [("no cache", {})]
     lines = []
-    if importlib.util.find_spec("common.data.cache") is None:
-        lines.append("  with cache: skipped (common.data.cache does not exist yet)")
+    if importlib.util.find_spec("common.data.cache_build") is None:
+        lines.append("  with cache: skipped (common.data.cache_build does not exist yet)")
     else:
+        from common.data.cache_build import build_cache
+
+        overrides = {"image_size": args.image_size, "check_images": False}
+        build_cache(CHEST, data / "datalist.json", out / "cache", overrides=overrides, dataset_dir=data,
+                    progress=False)
         variants.append(("cache", {"cache_dir": str(out / "cache")}))
     best = 0.0
     for name, override in variants:
