@@ -109,6 +109,28 @@ def test_slurm_path_through_submitits_local_executor(tmp_path: Path) -> None:
     assert summary.ran == 2 and summary.skipped == 1 and len(_rows(out)) == 3
 
 
+def test_a_rerun_refuses_cells_whose_earlier_slurm_jobs_still_run(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a lost login session the jobs go on; running the grid again must not submit their cells twice."""
+    import submitit
+
+    from common.experiments.executors.slurm import SlurmExecutor
+    from common.experiments.jobs import RunJob
+
+    states = {"11_0": "RUNNING", "11_1": "COMPLETED"}
+
+    class FakeSlurmJob:
+        def __init__(self, folder: Path, job_id: str) -> None:
+            self.state = states[job_id]
+
+    monkeypatch.setattr(submitit, "SlurmJob", FakeSlurmJob)
+    (tmp_path / "slurm").mkdir()
+    (tmp_path / "slurm" / "submitted.json").write_text(json.dumps({"cells/a": "11_0", "cells/b": "11_1"}))
+    jobs = [RunJob(f"cells/{n}", "b", "auc", str(tmp_path / "cells" / n), None, {"seed": 0}) for n in "ab"]
+    with pytest.raises(ConfigError, match=r"1 cells of an earlier submission .* cells/a \(job 11_0, RUNNING\)"):
+        next(SlurmExecutor(cluster="slurm").run(jobs, tmp_path))
+
+
 def test_a_preempted_slurm_cell_is_requeued_with_the_same_job() -> None:
     from common.experiments.executors.slurm import CellTask
     from common.experiments.jobs import RunJob

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -29,12 +30,38 @@ from submitit.core.utils import UncompletedJobError
 from common.errors import ConfigError
 from common.experiments.executors.base import JobTarget, OnStart, Outcome, Outcomes, run_guarded
 from common.experiments.jobs import RunJob, execute_job, write_error
+from common.io import atomic_write_json
 
 __all__ = ["CellTask", "SlurmExecutor"]
 
 logger = logging.getLogger(__name__)
 
 _CLUSTERS = ("slurm", "local")
+#: Slurm states of a job that may still write into its cell's folder.
+_ACTIVE_STATES = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "RESIZING", "SUSPENDED",
+                  "REQUEUE_HOLD", "REQUEUE_FED")
+
+
+def _refuse_active(jobs: Sequence[RunJob], root: Path, record: Path) -> None:
+    """Raise ``ConfigError`` if a job's earlier submission (``slurm/submitted.json``) is still queued or running.
+
+    A re-run after the login session was lost would otherwise submit those cells again into the same folders.
+    """
+    try:
+        earlier = json.loads(record.read_text()) if record.is_file() else {}
+    except (OSError, ValueError) as err:
+        logger.warning("cannot read %s (%s): not checking for jobs of an earlier submission", record, err)
+        return
+    active = []
+    for job in jobs:
+        if job.name in earlier:
+            state = str(submitit.SlurmJob(folder=root / "slurm" / "%j", job_id=str(earlier[job.name])).state)
+            if state.split()[0] in _ACTIVE_STATES:
+                active.append(f"{job.name} (job {earlier[job.name]}, {state})")
+    if active:
+        raise ConfigError(f"{len(active)} cells of an earlier submission are still queued or running: "
+                          f"{', '.join(active[:3])}{' ...' if len(active) > 3 else ''}; wait for them (squeue --me) or "
+                          f"cancel them (scancel) before running the grid again")
 
 
 class CellTask(submitit.helpers.Checkpointable):
@@ -108,7 +135,13 @@ class SlurmExecutor:
         """Submit ``jobs`` as one array; yield outcomes as tasks end; closing the iterator cancels the rest."""
         if not jobs:
             return
+        record = root / "slurm" / "submitted.json"
+        if self.cluster == "slurm":
+            _refuse_active(jobs, root, record)
         submitted = self._executor(root).map_array(CellTask(self.target), list(jobs))
+        if self.cluster == "slurm":
+            earlier = json.loads(record.read_text()) if record.is_file() else {}
+            atomic_write_json(record, {**earlier, **{j.name: s.job_id for j, s in zip(jobs, submitted, strict=True)}})
         if self.cluster == "local":
             for sjob in submitted:  # a killed task's result file never comes; waiting 15 s is for cluster NFS
                 sjob._results_timeout_s = 1
