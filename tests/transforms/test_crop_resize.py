@@ -24,7 +24,8 @@ def hand_mask() -> np.ndarray:
 
 
 def ramp() -> np.ndarray:
-    return (np.arange(np.prod(SHAPE), dtype=np.float32).reshape(1, *SHAPE) + 1.0) / np.prod(SHAPE)
+    # A Python float divisor keeps float32 under NumPy 2 promotion too.
+    return (np.arange(np.prod(SHAPE), dtype=np.float32).reshape(1, *SHAPE) + 1.0) / float(np.prod(SHAPE))
 
 
 @pytest.mark.parametrize(
