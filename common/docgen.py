@@ -43,7 +43,8 @@ _SECTION = re.compile(
 )
 #: train.json keys shown as a bundle's training defaults, in this order, when the bundle defines them as values.
 DEFAULT_KEYS = ("arch", "pretrained", "image_size", "patch_size", "samples_per_image", "epochs", "batch_size",
-                "val_batch_size", "learning_rate", "weight_decay", "val_interval", "num_workers", "seed")
+                "val_batch_size", "learning_rate", "weight_decay", "val_interval", "num_workers", "seed", "precision",
+                "channels_last", "compile", "augment_device")
 
 
 def _value(value: Any) -> str:
