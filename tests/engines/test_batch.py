@@ -10,6 +10,7 @@ from monai.engines import SupervisedEvaluator
 
 from common.engines import PlainTensorBatch, PredictionCollector
 from common.engines.batch import as_plain_tensor
+from common.engines.collect import item_filename, item_meta
 from common.errors import DataError
 
 
@@ -96,3 +97,14 @@ def test_engine_without_decollated_batch_reads_meta_from_items() -> None:
     collector.attach(engine)
     engine.run([0], max_epochs=1)
     assert collector.filenames == ["a.png"]
+
+
+def test_item_meta_falls_back_to_the_batch_entry() -> None:
+    affine = torch.eye(4) * 2
+    source = {"image": MetaTensor(torch.zeros(1, 2, 2), meta={"filename_or_obj": "/d/a.nii.gz", "affine": affine})}
+    item = {"image": torch.zeros(1, 2, 2), "pred": torch.zeros(2, 2, 2)}  # what the network saw: no meta
+    meta = item_meta(item, "image", source)
+    assert meta["filename_or_obj"] == "/d/a.nii.gz" and torch.equal(torch.as_tensor(meta["affine"]), affine)
+    assert item_meta(item, "image", None) == {}
+    own = {"image": MetaTensor(torch.zeros(1), meta={"filename_or_obj": "own.png"})}
+    assert item_filename(own, source=source) == "own.png"  # the item's own meta wins
