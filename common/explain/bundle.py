@@ -57,7 +57,7 @@ def output_names(paths: Iterable[str]) -> dict[str, str]:
     """File-name stem of each image's maps: the image's own stem when the stems are unique, else its path.
 
     CBIS-DDSM names every DICOM ``1-1.dcm`` in its own folder, so a stem alone would overwrite the other images'
-    maps. When two inputs share a stem, every name becomes the path relative to the inputs' common folder, without
+    maps. When two inputs share a stem, every name becomes the path relative to the inputs' shared folder, without
     suffix, ``/`` written as ``__`` (``Mass-Training_P_00001_LEFT_CC__07-20-2016-DDSM-74994__1-1``): deterministic
     for a given datalist, and the same for every image of the run.
     """
@@ -66,10 +66,10 @@ def output_names(paths: Iterable[str]) -> dict[str, str]:
     if len(set(stems)) == len(stems):
         return dict(zip(unique, stems, strict=True))
     absolute = [os.path.abspath(path) for path in unique]
-    common = os.path.commonpath(absolute) if len(absolute) > 1 else os.path.dirname(absolute[0])
+    base = os.path.commonpath(absolute) if len(absolute) > 1 else os.path.dirname(absolute[0])
     names = {}
     for path, full in zip(unique, absolute, strict=True):
-        relative = os.path.splitext(os.path.relpath(full, common))[0]
+        relative = os.path.splitext(os.path.relpath(full, base))[0]
         names[path] = "__".join(_UNSAFE.sub("_", part) for part in Path(relative).parts)
     return names
 
