@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from monai.bundle import ConfigWorkflow
+from torch.utils.data import DataLoader
 
 from common.errors import ConfigError
 
-__all__ = ["copy_bundle", "run_bundle"]
+__all__ = ["copy_bundle", "release_loader_workers", "run_bundle"]
 
 
 def run_bundle(
@@ -58,7 +59,28 @@ def run_bundle(
         workflow.run()
     finally:
         workflow.finalize()
+        release_loader_workers(workflow)
     return workflow
+
+
+def release_loader_workers(workflow: ConfigWorkflow) -> int:
+    """Stop the persistent worker processes of every DataLoader ``workflow`` built; return how many loaders.
+
+    Bundles keep their loaders' workers alive across epochs (``persistent_workers``, :mod:`common.data.loader`).
+    A process that runs many workflows (an in-process grid, the demo, the MONAI Label app) would otherwise keep each
+    run's workers, about 1 GB each, until the garbage collector happens to break the engines' reference cycles.
+    PyTorch has no public call for this: dropping the loader's ``_iterator`` is what its own ``__del__`` relies on
+    (the iterator's finaliser shuts its workers down); the loaders stay usable and start new workers if iterated.
+    """
+    resolved = getattr(getattr(workflow.parser, "ref_resolver", None), "resolved_content", {}) or {}
+    released = 0
+    for value in resolved.values():
+        iterator = getattr(value, "_iterator", None) if isinstance(value, DataLoader) else None
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+            value._iterator = None
+            released += 1
+    return released
 
 
 def copy_bundle(
