@@ -114,9 +114,12 @@ def test_repo_bundle_with_every_finetune_overlay_has_no_flagged_finding(bundle: 
 
 def test_reference_expression_is_classified_as_reference() -> None:
     report = audit_bundle(REPO / "bundles" / "chest_xray_classification")
+    ckpt_dir = [f for f in report.findings if f.file == "configs/train.json" and f.config_id == "ckpt_dir"]
+    assert [(f.kind, f.category, f.references, f.flagged) for f in ckpt_dir] == [
+        ("expression", "reference", ("bundle_root",), False)]
     network = [f for f in report.findings if f.file == "configs/train.json" and f.config_id == "network"]
     assert [(f.kind, f.category, f.references, f.flagged) for f in network] == [
-        ("expression", "reference", ("network_def", "device"), False)]
+        ("expression", "common", ("channels_last", "network_def", "device"), False)]  # calls common.engines.precision
     target = [f for f in report.findings if f.file == "configs/train.json" and f.config_id == "resize#_target_"]
     assert target[0].category == "monai" and target[0].names[0].startswith("monai.transforms.")
 
