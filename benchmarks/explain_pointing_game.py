@@ -6,7 +6,7 @@ when the torch hub cache has one), then runs ``python -m common explain-eval`` o
 per-finding hit rate beside the random-point baseline. Target: hit rate clearly above the baseline for the findings
 with local signs. Too slow for a test on 2 CPU cores (minutes), so it is measured here.
 
-    python benchmarks/explain_pointing_game.py --patients 320 --image-size 64 --epochs 8
+    python benchmarks/explain_pointing_game.py --patients 200 --stored-size 128 --image-size 128 --epochs 6
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "chest_xray_classific
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--patients", type=int, default=320)
+    parser.add_argument("--patients", type=int, default=200)
     parser.add_argument("--stored-size", type=int, default=128, help="PNG side the generator writes")
-    parser.add_argument("--image-size", type=int, default=64, help="network input side")
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--image-size", type=int, default=128, help="network input side")
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--pretrained", default="none")
     parser.add_argument("--num-workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
