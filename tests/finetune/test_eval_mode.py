@@ -27,16 +27,21 @@ def _dropouts(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
     return {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Dropout)}
 
 
+def _train_twice_then_eval(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Two forward passes in train mode, then one in eval mode, on one fixed input."""
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        model.train()
+        first, second = model(x), model(x)
+        model.eval()
+        return first, second, model(x)
+
+
 def test_lp_holds_the_frozen_dropouts_so_train_mode_equals_eval_mode(vgg19: torch.nn.Module) -> None:
     assert sorted(_dropouts(vgg19)) == ["classifier.2", "classifier.5"]
     LP().param_groups(vgg19, 0.1)
     assert all(is_held_dropout(m) for m in _dropouts(vgg19).values())
-    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        vgg19.train()
-        first, second = vgg19(x), vgg19(x)
-        vgg19.eval()
-        reference = vgg19(x)
+    first, second, reference = _train_twice_then_eval(vgg19)
     assert torch.equal(first, second) and torch.equal(first, reference)
 
 
@@ -77,10 +82,5 @@ def test_lp_holds_efficientnet_lite0_dropout_before_the_head() -> None:
     assert model._dropout.p > 0 and is_held_dropout(model._dropout) is False
     LP().param_groups(model, 0.1)
     assert is_held_dropout(model._dropout)
-    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        model.train()
-        first, second = model(x), model(x)
-        model.eval()
-        reference = model(x)
+    first, second, reference = _train_twice_then_eval(model)
     assert torch.equal(first, second) and torch.allclose(first, reference, atol=1e-6)
