@@ -63,8 +63,9 @@ class Cell:
 
     def describe(self) -> dict[str, Any]:
         """The configuration columns of ``results.csv``."""
-        return {"cell": self.id, "bundle": self.task.name, "arch": self.arch, "stage1": self.stage1,
-                "stage2": self.stage2_label, "strategy": self.strategy.label, "seed": self.seed}
+        return {"cell": self.id, "bundle": self.task.name, "modality": self.task.modality or self.task.name,
+                "arch": self.arch, "stage1": self.stage1, "stage2": self.stage2_label,
+                "strategy": self.strategy.label, "seed": self.seed}
 
 
 def _excluded(cell: Cell, rules: tuple[dict[str, str], ...]) -> bool:

@@ -10,12 +10,21 @@ from common.experiments.specs import DataSpec
 from common.io import atomic_directory, recover_directory
 from common.networks.checkpoint_card import fingerprint
 
-__all__ = ["EMBEDDED_LAYOUTS", "data_location", "prepare_data"]
+__all__ = ["EMBEDDED_LAYOUTS", "data_location", "embedded_layouts", "prepare_data"]
 
 logger = logging.getLogger(__name__)
 
-#: Embedded layouts a grid may name: the native public layouts plus the stage-2 multi-source set.
+#: Embedded layouts every checkout has: the first native public layouts plus the stage-2 multi-source set; the
+#: full list (class folders, MedMNIST ... as registered in ``common.synthetic.embedded``) is :func:`embedded_layouts`.
 EMBEDDED_LAYOUTS = ("chestxray14", "cbis-ddsm", "bcss", "general_medical")
+
+
+def embedded_layouts() -> tuple[str, ...]:
+    """Embedded layouts a grid may name: every ``EMBEDDED_DATASETS`` entry of :mod:`common.synthetic.embedded`
+    (imported here, on first use: it pulls in the generators) plus ``general_medical``."""
+    from common.synthetic.embedded import EMBEDDED_DATASETS
+
+    return tuple(dict.fromkeys([*EMBEDDED_DATASETS, "general_medical"]))
 
 
 def _generate(layout: str, root: Path, spec: DataSpec) -> None:

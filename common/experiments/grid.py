@@ -33,7 +33,7 @@ import yaml
 from common.errors import ConfigError
 from common.experiments.bundles import FINETUNE_DIR, bundle_info
 from common.experiments.checks import check_overrides, check_stage1, check_stage2_bundles
-from common.experiments.data import EMBEDDED_LAYOUTS
+from common.experiments.data import embedded_layouts
 from common.experiments.specs import DataSpec, Grid, PretrainSpec, StrategySpec, TaskSpec
 
 __all__ = ["DataSpec", "Grid", "PretrainSpec", "StrategySpec", "TaskSpec", "load_grid", "parse_grid"]
@@ -42,7 +42,7 @@ __all__ = ["DataSpec", "Grid", "PretrainSpec", "StrategySpec", "TaskSpec", "load
 RESERVED_OVERRIDES = ("arch", "pretrained", "seed", "finetune", "bundle_root", "dataset_dir", "datalist")
 _GRID_KEYS = {"name", "tasks", "architectures", "stage1", "stage2", "strategies", "seeds", "repeats", "overrides",
               "pretraining", "baseline", "tracking", "exclude"}
-_CELL_KEYS = ("bundle", "arch", "stage1", "stage2", "strategy", "seed")
+_CELL_KEYS = ("bundle", "modality", "arch", "stage1", "stage2", "strategy", "seed")
 
 
 def _as_list(value: Any, key: str) -> list[Any]:
@@ -113,9 +113,9 @@ def _parse_data(value: Any, key: str, base: Path) -> DataSpec:
 
 
 def _check_embedded(spec: DataSpec, key: str) -> None:
-    if spec.embedded is not None and spec.embedded not in EMBEDDED_LAYOUTS:
+    if spec.embedded is not None and spec.embedded not in (known := embedded_layouts()):
         raise ConfigError(f"grid key {key}.embedded: unknown {spec.embedded!r}; choose from: "
-                          f"{', '.join(sorted(EMBEDDED_LAYOUTS))}")
+                          f"{', '.join(sorted(known))}")
 
 
 def _parse_task(entry: Any, index: int, archs: list[Any], base: Path) -> TaskSpec:
@@ -124,7 +124,7 @@ def _parse_task(entry: Any, index: int, archs: list[Any], base: Path) -> TaskSpe
         entry = {"bundle": entry}
     if not isinstance(entry, dict) or "bundle" not in entry:
         raise ConfigError(f"grid key {key!r}: expected {{bundle: <name or path>, data: {{...}}}}, got {entry!r}")
-    unknown = sorted(set(entry) - {"name", "bundle", "data", "architectures", "overrides", "metric"})
+    unknown = sorted(set(entry) - {"name", "modality", "bundle", "data", "architectures", "overrides", "metric"})
     if unknown:
         raise ConfigError(f"grid key {key!r}: unknown {', '.join(unknown)}")
     info = bundle_info(str(entry["bundle"]), base)
@@ -135,8 +135,9 @@ def _parse_task(entry: Any, index: int, archs: list[Any], base: Path) -> TaskSpe
         raise ConfigError(f"grid key {key}: data is required (dataset_dir/datalist, or embedded: <layout>)")
     data = _parse_data(entry["data"], f"{key}.data", base)
     _check_embedded(data, f"{key}.data")
+    name = str(entry.get("name", info.name))
     return TaskSpec(info, data, tuple(task_archs), _mapping(entry.get("overrides"), f"{key}.overrides"),
-                    str(entry.get("metric", info.metric)), str(entry.get("name", info.name)))
+                    str(entry.get("metric", info.metric)), name, str(entry.get("modality", name)))
 
 
 def _parse_pretraining(value: Any, base: Path) -> PretrainSpec:

@@ -17,6 +17,13 @@ from typing import Any
 
 from common.errors import DataError
 from common.experiments.leaderboard_plots import Board, RocCurve, micro_roc, plot_leaderboard, plot_roc_best
+from common.experiments.leaderboard_strategies import (
+    format_strategy_section,
+    strategy_cases,
+    strategy_cases_csv,
+    strategy_shares,
+    strategy_shares_csv,
+)
 from common.experiments.stats import (
     MIN_PAIRS_REPORTED,
     MIN_PAIRS_WILCOXON,
@@ -36,7 +43,7 @@ logger = logging.getLogger(__name__)
 
 CSV_COLUMNS = ("bundle", "metric", "rank", "arch", "stage1", "stage2", "strategy", "n", "seeds", "mean", "std",
                "ci_low", "ci_high", "mean_seconds", "baseline", "n_pairs", "mean_diff", "p_ttest", "p_wilcoxon",
-               "note")
+               "note", "diff_ci_low", "diff_ci_high", "modality")
 
 
 def _num(value: float | None, digits: int = 4, sign: bool = False) -> str:
@@ -145,7 +152,8 @@ def _statistics_notes(summaries: Sequence[ConfigSummary], baseline: str) -> list
 def format_leaderboard(
     summaries: Sequence[ConfigSummary], title: str, baseline: str = "ft", roc_lines: Sequence[str] = ()
 ) -> str:
-    """The whole ``leaderboard.md``: one table per (bundle, metric), the statistics notes and the figures.
+    """The whole ``leaderboard.md``: one table per (bundle, metric), the strategies against the baseline across
+    cases (:mod:`~common.experiments.leaderboard_strategies`), the statistics notes and the figures.
 
     Args:
         summaries: output of :func:`summarise`.
@@ -159,6 +167,7 @@ def format_leaderboard(
              f"bundle(s) ({', '.join(bundles)}). Baseline strategy: `{baseline}`.", ""]
     for (bundle, metric), board in _boards(summaries).items():
         lines += [f"## {bundle} · {metric}", "", format_board_table(board, baseline), ""]
+    lines += format_strategy_section(strategy_cases(summaries))
     lines += ["## Statistics", "", *_statistics_notes(summaries, baseline), "",
               "## Figures", "", "![Mean and 95% CI per configuration](leaderboard.png)", "", *roc_lines, ""]
     return "\n".join(lines)
@@ -218,7 +227,8 @@ def write_leaderboard(
     baseline: str = "ft",
     top_k_roc: int = 3,
 ) -> Path:
-    """Write ``leaderboard.md``, ``leaderboard.csv``, ``leaderboard.png`` and (classification) ``roc_best.png``.
+    """Write ``leaderboard.md``, ``leaderboard.csv``, ``leaderboard.png``, (classification) ``roc_best.png`` and,
+    when some strategy has a baseline to compare with, ``strategy_cases.csv`` and ``strategy_shares.csv``.
 
     ``roc_best.png`` shows, per (bundle, metric), the micro-averaged ROC curve (every finding pooled, unknown labels
     left out) of the ``top_k_roc`` best configurations, each from its median-seed run's
@@ -260,6 +270,13 @@ def write_leaderboard(
                      f"`{PREDICTIONS_FILE}` in its eval folder (only classification evaluation writes it).",
                      *roc_notes]
     atomic_write_text(out / "leaderboard.csv", leaderboard_csv(summaries))
+    cases = strategy_cases(summaries)
+    for name, text in (("strategy_cases.csv", strategy_cases_csv(cases)),
+                       ("strategy_shares.csv", strategy_shares_csv(strategy_shares(cases)))):
+        if cases:
+            atomic_write_text(out / name, text)
+        else:
+            (out / name).unlink(missing_ok=True)
     atomic_write_text(out / "leaderboard.md", format_leaderboard(summaries, title, baseline, roc_lines))
     logger.info("leaderboard of %d configurations written to %s", len(summaries), out / "leaderboard.md")
     return out

@@ -50,8 +50,8 @@ __all__ = ["RESULT_COLUMNS", "GridRun", "read_results", "run_grid"]
 
 logger = logging.getLogger(__name__)
 
-#: results.csv: the columns the leaderboard reads, plus the best validation value of each run.
-RESULT_COLUMNS = (*REQUIRED_COLUMNS, "val_metric")
+#: results.csv: the columns the leaderboard reads, the best validation value of each run and the task's modality.
+RESULT_COLUMNS = (*REQUIRED_COLUMNS, "val_metric", "modality")
 
 
 @dataclass

@@ -73,7 +73,8 @@ class TaskSpec:
     """One task bundle of the grid with its data, architectures and overrides.
 
     ``name`` (default: the bundle's folder name) is the ``bundle`` column of results; two tasks on the same
-    bundle (e.g. with different data) need distinct names.
+    bundle (e.g. with different data) need distinct names. ``modality`` (default: ``name``) is the ``modality``
+    column: the label the strategy-vs-baseline table groups cases by (``xray``, ``mri``, ``histology`` ...).
     """
 
     bundle: BundleInfo
@@ -82,6 +83,7 @@ class TaskSpec:
     overrides: dict[str, Any]
     metric: str
     name: str = ""
+    modality: str = ""
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,7 @@ class Run:
     value: float
     seconds: float
     eval_dir: Path
+    modality: str = ""
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,8 @@ class PairedComparison:
 
     ``p_ttest`` is ``None`` below 2 pairs or when every difference is the same non-zero number (zero variance: the
     t statistic is undefined; ``note`` says so); it is 1.0 when every difference is 0. ``p_wilcoxon`` needs 6 pairs.
+    ``diff_ci_low`` / ``diff_ci_high`` bound the 95% Student's t interval of the mean difference (from 2 pairs; a
+    point when every difference is equal); it excludes 0 exactly when the two-sided paired t-test gives p < 0.05.
     """
 
     n_pairs: int
@@ -120,6 +123,8 @@ class PairedComparison:
     p_ttest: float | None
     p_wilcoxon: float | None
     note: str = ""
+    diff_ci_low: float | None = None
+    diff_ci_high: float | None = None
 
 
 @dataclass(frozen=True)
@@ -130,7 +135,9 @@ class ConfigSummary:
     interval of the mean, ``None`` for one run, clipped to :func:`metric_range` (``ci_clipped`` then ``True``).
     ``rank`` is 1 for the best mean within (bundle, metric) in the metric's direction; equal means
     share the lowest rank. ``baseline`` names the strategy compared against, ``None`` for the baseline itself or
-    when its group has no baseline configuration (then every comparison field is ``None`` too).
+    when its group has no baseline configuration (then every comparison field is ``None`` too). ``diff_ci_low`` /
+    ``diff_ci_high``: the 95% t interval of ``mean_diff`` (see :class:`PairedComparison`). ``modality`` labels the
+    bundle (task) the runs belong to (results' ``modality`` column; the bundle name when absent).
     """
 
     bundle: str
@@ -154,6 +161,9 @@ class ConfigSummary:
     p_wilcoxon: float | None = None
     comparison_note: str = ""
     ci_clipped: bool = False
+    diff_ci_low: float | None = None
+    diff_ci_high: float | None = None
+    modality: str = ""
 
     @property
     def configuration(self) -> tuple[str, str, str, str, str]:
@@ -191,9 +201,12 @@ def _typed(row: Mapping[str, Any], index: int, key: str, kind: type) -> Any:
 def parse_runs(rows: Iterable[Mapping[str, Any]]) -> list[Run]:
     """Type-check ``results.csv`` rows (strings) into :class:`Run` objects.
 
+    The optional ``modality`` column labels each row's bundle (task); empty or absent, the bundle name stands in.
+
     Raises:
-        DataError: a column is missing, ``seed`` is not an integer, ``value`` / ``seconds`` are not finite, or two
-            rows share a cell id or a (configuration, seed); the message names the cell(s).
+        DataError: a column is missing, ``seed`` is not an integer, ``value`` / ``seconds`` are not finite, two
+            rows share a cell id or a (configuration, seed), or one bundle has two modalities; the message names
+            the cell(s).
 
     Example:
         >>> parse_runs([{"cell": "c0", "bundle": "chest", "arch": "densenet121", "stage1": "imagenet",
@@ -204,6 +217,7 @@ def parse_runs(rows: Iterable[Mapping[str, Any]]) -> list[Run]:
     runs: list[Run] = []
     cells: dict[str, int] = {}
     seen: dict[tuple, str] = {}
+    modalities: dict[str, tuple[str, str]] = {}
     for index, row in enumerate(rows):
         missing = [key for key in REQUIRED_COLUMNS if key not in row]
         if missing:
@@ -217,7 +231,12 @@ def parse_runs(rows: Iterable[Mapping[str, Any]]) -> list[Run]:
         run = Run(cell=cell, bundle=text["bundle"], arch=text["arch"], stage1=text["stage1"], stage2=text["stage2"],
                   strategy=text["strategy"], seed=_typed(row, index, "seed", int), metric=text["metric"],
                   value=_typed(row, index, "value", float), seconds=_typed(row, index, "seconds", float),
-                  eval_dir=Path(str(row["eval_dir"]).strip()))
+                  eval_dir=Path(str(row["eval_dir"]).strip()),
+                  modality=str(row.get("modality") or "").strip() or text["bundle"])
+        known = modalities.setdefault(run.bundle, (run.modality, run.cell))
+        if known[0] != run.modality:
+            raise DataError(f"results cells {known[1]!r} and {run.cell!r} give bundle {run.bundle!r} two modalities: "
+                            f"{known[0]!r} and {run.modality!r}; a bundle (task) has one")
         key = (run.bundle, run.arch, run.stage1, run.stage2, run.strategy, run.seed)
         if key in seen:
             raise DataError(f"results cells {seen[key]!r} and {run.cell!r} are the same configuration and seed "
@@ -270,6 +289,7 @@ def paired_comparison(values: Mapping[int, float], baseline: Mapping[int, float]
     mean_diff = math.fsum(diffs) / diffs.size
     p_ttest = p_wilcoxon = None
     all_zero = bool(np.all(diffs == 0))
+    interval = mean_std_ci(diffs.tolist())[2] if diffs.size >= MIN_PAIRS_TTEST else None
     if diffs.size >= MIN_PAIRS_TTEST:
         if all_zero:
             p_ttest = 1.0
@@ -279,7 +299,8 @@ def paired_comparison(values: Mapping[int, float], baseline: Mapping[int, float]
             p_ttest = float(stats.ttest_rel(mine, theirs).pvalue)
     if diffs.size >= MIN_PAIRS_WILCOXON:
         p_wilcoxon = 1.0 if all_zero else float(stats.wilcoxon(diffs).pvalue)
-    return PairedComparison(len(seeds), mean_diff, p_ttest, p_wilcoxon, "; ".join(notes))
+    return PairedComparison(len(seeds), mean_diff, p_ttest, p_wilcoxon, "; ".join(notes),
+                            None if interval is None else interval[0], None if interval is None else interval[1])
 
 
 def rank_descending(means: Sequence[float]) -> list[int]:
@@ -333,7 +354,7 @@ def _describe(runs: list[Run]) -> ConfigSummary:
         bundle=first.bundle, arch=first.arch, stage1=first.stage1, stage2=first.stage2, strategy=first.strategy,
         metric=first.metric, runs=tuple(runs), n=len(runs), mean=mean, std=std,
         ci_low=None if ci is None else ci[0], ci_high=None if ci is None else ci[1],
-        mean_seconds=math.fsum(run.seconds for run in runs) / len(runs), ci_clipped=clipped,
+        mean_seconds=math.fsum(run.seconds for run in runs) / len(runs), ci_clipped=clipped, modality=first.modality,
     )
 
 
@@ -342,7 +363,8 @@ def _with_comparison(summary: ConfigSummary, base: ConfigSummary | None, baselin
         return summary
     result = paired_comparison({r.seed: r.value for r in summary.runs}, {r.seed: r.value for r in base.runs})
     return replace(summary, baseline=baseline, n_pairs=result.n_pairs, mean_diff=result.mean_diff,
-                   p_ttest=result.p_ttest, p_wilcoxon=result.p_wilcoxon, comparison_note=result.note)
+                   p_ttest=result.p_ttest, p_wilcoxon=result.p_wilcoxon, comparison_note=result.note,
+                   diff_ci_low=result.diff_ci_low, diff_ci_high=result.diff_ci_high)
 
 
 def summarise(rows: Iterable[Mapping[str, Any]], baseline: str = "ft") -> list[ConfigSummary]:

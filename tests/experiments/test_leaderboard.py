@@ -132,7 +132,8 @@ def test_write_leaderboard_files_and_roc_of_median_runs(tmp_path: Path, monkeypa
     out = write_leaderboard(ROWS, tmp_path, title="Grid", top_k_roc=3)
     assert out == tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "cells", "leaderboard.csv", "leaderboard.md", "leaderboard.png", "roc_best.png"
+        "cells", "leaderboard.csv", "leaderboard.md", "leaderboard.png", "roc_best.png", "strategy_cases.csv",
+        "strategy_shares.csv"
     ]
     for png in ("leaderboard.png", "roc_best.png"):
         assert (tmp_path / png).read_bytes()[:8] == PNG
