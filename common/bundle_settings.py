@@ -104,6 +104,8 @@ RULES: dict[str, tuple[Check, str]] = {
     "clahe_bit_depth": _choice(8, 16),
     "mask_threshold_method": _choice("otsu", "triangle"),
     "breast_orientation": _choice("left", "right"),
+    "color": _choice("rgb", "grey"),
+    "color_augmentation": _BOOL,
     "imagenet_mean": _floats(3),
     "imagenet_std": _floats(3, positive=True),
     "resume": _choice("auto", "never", "force"),
