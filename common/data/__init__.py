@@ -32,6 +32,7 @@ from common.data.chestxray14 import (
     read_image_list,
     summarise_datalist,
 )
+from common.data.class_folders import load_class_folders_datalist, read_patients_csv
 from common.data.general_medical import (
     GENERAL_TARGETS,
     build_general_datalist,
@@ -41,9 +42,15 @@ from common.data.general_medical import (
 )
 from common.data.general_medical_spec import KNOWN_CLASS_SETS, SOURCE_KINDS, SourceSpec, read_sources
 from common.data.inbreast import BIRADS_VALUES, load_inbreast_datalist, read_inbreast_csv
+from common.data.single_label import check_single_label_datalist, split_items, summarise_single_label
 from common.data.splits import check_nonempty_splits, check_patient_disjoint, group_by_split, patient_split
 
 __all__ = [
+    "load_class_folders_datalist",
+    "read_patients_csv",
+    "check_single_label_datalist",
+    "split_items",
+    "summarise_single_label",
     "CHESTXRAY14_FINDINGS",
     "NO_FINDING",
     "ChestXray14Record",

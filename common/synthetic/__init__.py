@@ -8,15 +8,29 @@ data this way (:func:`make_embedded_dataset`); nothing here is needed to run a b
 
 from __future__ import annotations
 
+from common.synthetic.brain_mri import BRAIN_MRI_CLASSES, generate_brain_mri, render_brain_mri
+from common.synthetic.class_folders import write_class_folders
 from common.synthetic.cxr import SyntheticCase, generate_chestxray14, render_chest, sample_cases
 from common.synthetic.cxr_signs import FINDING_SIGNS
+from common.synthetic.dermoscopy import DERMOSCOPY_CLASSES, generate_dermoscopy, render_dermoscopy
 from common.synthetic.embedded import EMBEDDED_DATASETS, make_embedded_dataset
+from common.synthetic.endoscopy import ENDOSCOPY_CLASSES, generate_endoscopy, render_endoscopy
 from common.synthetic.general_medical import make_general_medical_dataset
 from common.synthetic.histology import generate_bcss
 from common.synthetic.mammo import generate_cbis_ddsm, generate_inbreast
 from common.synthetic.mammo_render import MammoFinding, render_mammogram
 
 __all__ = [
+    "BRAIN_MRI_CLASSES",
+    "DERMOSCOPY_CLASSES",
+    "ENDOSCOPY_CLASSES",
+    "generate_brain_mri",
+    "generate_dermoscopy",
+    "generate_endoscopy",
+    "render_brain_mri",
+    "render_dermoscopy",
+    "render_endoscopy",
+    "write_class_folders",
     "EMBEDDED_DATASETS",
     "FINDING_SIGNS",
     "MammoFinding",

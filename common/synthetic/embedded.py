@@ -11,9 +11,13 @@ from typing import Any
 from common.data.bcss import load_bcss_datalist
 from common.data.cbis_ddsm import load_cbis_ddsm_datalist
 from common.data.chestxray14 import load_chestxray14_datalist
+from common.data.class_folders import load_class_folders_datalist
 from common.errors import ConfigError
 from common.io import atomic_write_json
+from common.synthetic.brain_mri import generate_brain_mri
 from common.synthetic.cxr import generate_chestxray14
+from common.synthetic.dermoscopy import generate_dermoscopy
+from common.synthetic.endoscopy import generate_endoscopy
 from common.synthetic.histology import generate_bcss
 from common.synthetic.mammo import generate_cbis_ddsm
 
@@ -24,6 +28,9 @@ EMBEDDED_DATASETS: dict[str, tuple[Callable[..., Path], Callable[..., dict]]] = 
     "chestxray14": (generate_chestxray14, load_chestxray14_datalist),
     "cbis-ddsm": (generate_cbis_ddsm, load_cbis_ddsm_datalist),
     "bcss": (generate_bcss, load_bcss_datalist),
+    "dermoscopy": (generate_dermoscopy, load_class_folders_datalist),
+    "endoscopy": (generate_endoscopy, load_class_folders_datalist),
+    "brain-mri": (generate_brain_mri, load_class_folders_datalist),
 }
 
 
@@ -36,7 +43,8 @@ def make_embedded_dataset(
     """Generate ``layout`` into ``root``, build its datalist with the real adapter, write ``root/datalist.json``.
 
     Args:
-        layout: ``"chestxray14"``, ``"cbis-ddsm"`` or ``"bcss"``.
+        layout: a key of :data:`EMBEDDED_DATASETS`: ``"chestxray14"``, ``"cbis-ddsm"``, ``"bcss"``, and the
+            single-label class-folder sets ``"dermoscopy"``, ``"endoscopy"``, ``"brain-mri"``.
         root: dataset folder to write.
         generate: keyword arguments of the generator (``n_patients``, ``image_size`` / ``tile_size``, ``seed`` ...).
         split: keyword arguments of the adapter (``val_fraction``, ``seed`` ...).
