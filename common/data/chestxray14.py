@@ -12,6 +12,7 @@ stored without leading zeros (``"00012"`` and ``"12"`` are one patient, see
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import re
@@ -30,12 +31,14 @@ from common.data.splits import (
     summarise_datalist,  # lives in splits (it serves every adapter); re-exported as part of this adapter's API
 )
 from common.data.text_files import UTF8, open_dataset_csv, read_dataset_text
-from common.errors import DataError
+from common.errors import ConfigError, DataError
 
 __all__ = [
     "CHESTXRAY14_FINDINGS",
     "NO_FINDING",
     "CSV_NAMES",
+    "ANY_FINDING",
+    "binary_task_classes",
     "ChestXray14Record",
     "read_data_entry",
     "find_images",
@@ -56,6 +59,9 @@ _REQUIRED_COLUMNS = ("Image Index", "Finding Labels", "Patient ID", "View Positi
 _OPTIONAL_COLUMNS = ("Follow-up #", "Patient Age", "Patient Gender")
 _IMAGE_FOLDER = re.compile(r"images_\d+")
 _FINDING_INDEX = {name: index for index, name in enumerate(CHESTXRAY14_FINDINGS)}
+#: ``task`` value selecting "any finding vs No Finding", and its positive class name.
+ANY_FINDING = "any"
+_ANY_FINDING_CLASS = "Any finding"
 
 
 @dataclass(frozen=True)
@@ -266,13 +272,61 @@ def _attach_box_file(root: Path, datalist: dict[str, list[dict[str, Any]]]) -> N
         logger.info("attached %d box(es) of %s to the datalist", count, BBOX_CSV_NAME)
 
 
+def _task_finding(task: str) -> str:
+    """The canonical finding name of ``task`` (case-insensitive), or :data:`ANY_FINDING`."""
+    if task.strip().lower() == ANY_FINDING:
+        return ANY_FINDING
+    by_lower = {name.lower(): name for name in CHESTXRAY14_FINDINGS}
+    if task.strip().lower() in by_lower:
+        return by_lower[task.strip().lower()]
+    close = difflib.get_close_matches(task, [*CHESTXRAY14_FINDINGS, ANY_FINDING], n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise ConfigError(f"unknown ChestX-ray14 task {task!r}; {hint}choose a finding ({', '.join(CHESTXRAY14_FINDINGS)}) "
+                      f"or {ANY_FINDING!r}")  # fmt: skip
+
+
+def binary_task_classes(task: str) -> list[str]:
+    """Class names of a binary task, index = label: ``["No Finding", "Effusion"]`` or ``["No Finding", "Any finding"]``.
+
+    Example:
+        >>> binary_task_classes("effusion")
+        ['No Finding', 'Effusion']
+    """
+    finding = _task_finding(task)
+    return [NO_FINDING, _ANY_FINDING_CLASS if finding == ANY_FINDING else finding]
+
+
+def _task_label(record: ChestXray14Record, finding: str, alone: bool) -> int | None:
+    """1 (positive), 0 (No Finding) or None (left out) of one record for a binary task."""
+    count = sum(record.labels)
+    if count == 0:
+        return 0
+    if finding == ANY_FINDING:
+        return 1
+    has = record.labels[_FINDING_INDEX[finding]] == 1.0
+    return 1 if has and (count == 1 or not alone) else None
+
+
+def _check_both_classes(datalist: dict[str, Any], classes: list[str]) -> None:
+    """A binary task needs positives and negatives in every split (AUC is undefined otherwise)."""
+    for split, items in datalist.items():
+        counts = [sum(item["label"] == label for item in items) for label in (0, 1)]
+        if 0 in counts:
+            missing = classes[counts.index(0)]
+            raise DataError(f"binary task {classes[1]!r}: split {split!r} has no {missing!r} image ({counts[0]} "
+                            f"{classes[0]!r}, {counts[1]} {classes[1]!r}); use more images or another finding")
+
+
 def load_chestxray14_datalist(
     dataset_dir: str | os.PathLike,
     val_fraction: float = 0.1,
     seed: int = 0,
     check_images: bool = True,
     test_fraction: float = 0.2,
-) -> dict[str, list[dict[str, Any]]]:
+    *,
+    task: str | None = None,
+    task_alone: bool = False,
+) -> dict[str, Any]:
     """Build a patient-disjoint training / validation / test datalist from a native ChestX-ray14 folder.
 
     The official ``train_val_list.txt`` / ``test_list.txt`` decide the test split when present;
@@ -282,19 +336,31 @@ def load_chestxray14_datalist(
     ``BBox_List_2017.csv`` is in the folder, items of images with boxes get ``"boxes"``
     (:func:`common.data.chestxray14_boxes.attach_boxes`).
 
+    **Binary tasks** (``task``): a single-label datalist (:mod:`common.data.single_label`) of FINDING vs No Finding.
+    Positives are the images whose ``Finding Labels`` include FINDING, with or without other findings (with
+    ``task_alone``: only images labelled FINDING alone); negatives are the images labelled ``No Finding``; every other
+    image (other findings without FINDING, and with ``task_alone`` also FINDING with others) is left out. ``task="any"``
+    is any finding vs No Finding (no image left out). The splits are drawn on all images first, exactly as for the
+    14-label datalist, then filtered, so a binary task's training / validation / test patients are subsets of the
+    14-label ones (and the official test list is kept).
+
     Args:
         dataset_dir: folder holding ``Data_Entry_2017.csv`` (or the v2020 file) and the images.
         val_fraction: fraction of train_val patients for validation.
         seed: seed of the patient-wise draws.
         check_images: verify that every image exists on disk and is neither empty nor truncated.
         test_fraction: fraction of patients for test when there are no official lists.
+        task: ``None`` (14 labels), a finding name (case-insensitive, e.g. ``"Effusion"``) or ``"any"``.
+        task_alone: with a finding ``task``, positives are only images with that finding alone.
 
     Returns:
         ``{"training": [...], "validation": [...], "test": [...]}``; items are
         ``{"image": "images/00000001_000.png", "label": [14 floats], "patient_id": "1"}``, plus
-        ``"boxes": [{"finding": "Mass", "x": .., "y": .., "w": .., "h": ..}]`` for images with boxes.
+        ``"boxes": [{"finding": "Mass", "x": .., "y": .., "w": .., "h": ..}]`` for images with boxes. With ``task``:
+        ``{"classes": ["No Finding", "Effusion"], "training": [{"image": ..., "label": 1, "patient_id": "1"}], ...}``.
 
     Raises:
+        ConfigError: an unknown ``task`` (with the closest name).
         DataError: on a missing CSV, bad rows or lists, a patient in two splits, an empty split,
             (``check_images``) missing, empty or truncated images, or a bad ``BBox_List_2017.csv`` row.
 
@@ -304,6 +370,7 @@ def load_chestxray14_datalist(
         ['test', 'training', 'validation']
     """
     root = Path(dataset_dir)
+    finding = _task_finding(task) if task is not None else None
     csv_path = next((root / name for name in CSV_NAMES if (root / name).is_file()), None)
     if csv_path is None:
         raise DataError(f"no ChestX-ray14 label file in {root}: expected one of {list(CSV_NAMES)}")
@@ -317,11 +384,16 @@ def load_chestxray14_datalist(
     val_split = {"training": 1 - val_fraction, "validation": val_fraction}
     second = patient_split([r.patient_id for r in train_val], val_split, seed)
     splits = group_by_split(train_val, second, ["training", "validation"]) | {"test": groups["test"]}
+    if finding is not None:
+        labelled = {split: [(r, _task_label(r, finding, task_alone)) for r in items] for split, items in splits.items()}
+        splits = {split: [r for r, label in pairs if label is not None] for split, pairs in labelled.items()}
+        label_of = {r.image: label for pairs in labelled.values() for r, label in pairs if label is not None}
     paths = _resolve_paths(root, [r for items in splits.values() for r in items], check_images)
-    datalist = {
-        split: [{"image": paths[r.image], "label": list(r.labels), "patient_id": r.patient_id} for r in items]
+    datalist: dict[str, Any] = {
+        split: [{"image": paths[r.image], "label": list(r.labels) if finding is None else label_of[r.image],
+                 "patient_id": r.patient_id} for r in items]
         for split, items in splits.items()
-    }
+    }  # fmt: skip
     _attach_box_file(root, datalist)
     check_patient_disjoint(datalist)
     check_nonempty_splits(
@@ -332,5 +404,8 @@ def load_chestxray14_datalist(
             "test": f"raise test_fraction (now {test_fraction}) or check test_list.txt",
         },
     )
-    logger.info("ChestX-ray14 datalist: %s", {split: len(items) for split, items in datalist.items()})
-    return datalist
+    if finding is not None:
+        _check_both_classes(datalist, binary_task_classes(finding))
+    logger.info("ChestX-ray14 datalist%s: %s", f" (task {finding})" if finding else "",
+                {split: len(items) for split, items in datalist.items()})  # fmt: skip
+    return datalist if task is None else {"classes": binary_task_classes(task), **datalist}

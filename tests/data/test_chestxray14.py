@@ -17,7 +17,7 @@ from common.data.chestxray14 import (
     summarise_datalist,
 )
 from common.data.splits import check_patient_disjoint
-from common.errors import DataError
+from common.errors import ConfigError, DataError
 
 HEADER_2017 = (
     "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
@@ -296,3 +296,61 @@ def test_empty_or_truncated_images_are_named(tmp_path: Path, damage: str) -> Non
     with pytest.raises(DataError, match=message):
         load_chestxray14_datalist(tmp_path, val_fraction=0.25)
     assert load_chestxray14_datalist(tmp_path, val_fraction=0.25, check_images=False)
+
+
+def task_rows(n_patients: int) -> list[tuple[str, str, int, str]]:
+    """Patients cycling through: No Finding, Effusion alone, Effusion|Mass, Mass alone."""
+    labels = ["No Finding", "Effusion", "Effusion|Mass", "Mass"]
+    return [(f"{p:08d}_000.png", labels[p % 4], p, "PA") for p in range(1, n_patients + 1)]
+
+
+@pytest.mark.parametrize(
+    "task, alone, kept, classes",
+    [("Effusion", False, {"No Finding": 0, "Effusion": 1, "Effusion|Mass": 1}, ["No Finding", "Effusion"]),
+     ("effusion", True, {"No Finding": 0, "Effusion": 1}, ["No Finding", "Effusion"]),
+     ("any", False, {"No Finding": 0, "Effusion": 1, "Effusion|Mass": 1, "Mass": 1}, ["No Finding", "Any finding"])],
+    ids=["finding-with-others", "finding-alone", "any"],
+)  # fmt: skip
+def test_binary_task(tmp_path: Path, task: str, alone: bool, kept: dict[str, int], classes: list[str]) -> None:
+    rows = task_rows(160)
+    write_dataset(tmp_path, rows=rows)
+    full = load_chestxray14_datalist(tmp_path, seed=3)
+    datalist = load_chestxray14_datalist(tmp_path, seed=3, task=task, task_alone=alone)
+    assert datalist["classes"] == classes
+    finding_of = {image: text for image, text, *_ in rows}
+    for split in ("training", "validation", "test"):
+        items = datalist[split]
+        assert {finding_of[item["image"].split("/")[-1]] for item in items} <= set(kept)
+        assert all(item["label"] == kept[finding_of[item["image"].split("/")[-1]]] for item in items)
+        # the same patients as the 14-label datalist: a binary task's split is a subset of it
+        assert {item["image"] for item in items} <= {item["image"] for item in full[split]}
+    assert {finding_of[item["image"].split("/")[-1]] for item in datalist["training"]} == set(kept)
+    check_patient_disjoint({k: v for k, v in datalist.items() if k != "classes"})
+
+
+def test_binary_task_keeps_the_official_test_list(tmp_path: Path) -> None:
+    rows = task_rows(160)
+    test_images = [row[0] for row in rows[:24]]
+    write_dataset(tmp_path, rows=rows, test_images=test_images)
+    datalist = load_chestxray14_datalist(tmp_path, task="Effusion")
+    assert {item["image"].split("/")[-1] for item in datalist["test"]} == {
+        image for image, text, *_ in rows[:24] if text != "Mass"}  # fmt: skip
+
+
+def test_binary_task_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown ChestX-ray14 task 'Efusion'; did you mean 'Effusion'"):
+        load_chestxray14_datalist(tmp_path, task="Efusion")
+    write_dataset(tmp_path, rows=task_rows(40))
+    with pytest.raises(DataError, match="binary task 'Hernia': split 'training' has no 'Hernia' image"):
+        load_chestxray14_datalist(tmp_path, task="Hernia")
+
+
+def test_binary_task_through_make_embedded_dataset(tmp_path: Path) -> None:
+    from common.synthetic import make_embedded_dataset
+
+    for task in ("Effusion", "any"):
+        # prevalence 0.1 per finding: about 23% of the images are "No Finding" (0.9 ** 14)
+        datalist = make_embedded_dataset("chestxray14", tmp_path / task,
+                                         {"n_patients": 80, "image_size": 32, "prevalence": 0.1},
+                                         {"task": task, "val_fraction": 0.25})  # fmt: skip
+        assert datalist["classes"][0] == "No Finding" and {i["label"] for i in datalist["test"]} == {0, 1}
