@@ -87,7 +87,7 @@ def plot_single_label_roc(y_label: np.ndarray, y_prob: np.ndarray, metrics: dict
         ax.plot(fpr, tpr, color=colors(c % 20), linewidth=1.5, label=f"{entry['name']} (AUC {entry['auc']:.3f})")
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="chance")
     ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="False positive rate", ylabel="True positive rate")
-    ax.set_title(f"{title}: ROC curves (one-vs-rest)")
+    ax.set_title(f"{title}\nROC curves (one-vs-rest)", fontsize="medium")
     ax.legend(loc="lower right", fontsize="small")
     fig.savefig(path, dpi=120)
 
@@ -108,7 +108,7 @@ def plot_confusion_matrix(metrics: dict[str, Any], path: str | os.PathLike, titl
     ax.set_xticklabels(names, rotation=45, ha="right")
     ax.set_yticklabels(names)
     fig.colorbar(image, ax=ax, shrink=0.8)
-    ax.set_title(f"{title}: confusion matrix")
+    ax.set_title(f"{title}\nconfusion matrix", fontsize="medium")
     fig.savefig(path, dpi=120)
 
 

@@ -24,7 +24,10 @@ BUNDLE_DATA = {"chest_xray_classification": ("chest_dataset", 32), "breast_mammo
 # bundle name -> the split its evaluate.json reports on (stage 2 has no test split: it never sees a task's test images)
 EVAL_SPLIT = {"medical_general_pretraining": "validation"}
 SEGMENTATION_BUNDLES = ["breast_histology_segmentation_unet", "breast_histology_segmentation_swin_unetr"]
-ALL_BUNDLES = [*BUNDLE_DATA, *SEGMENTATION_BUNDLES]
+# single-label bundles: their train -> evaluate -> infer runs (binary and multi-class, grey and RGB) are in
+# test_medical_image_classification.py (their metrics differ from the multi-label ones test_bundle_checks reads)
+SINGLE_LABEL_BUNDLES = ["medical_image_classification"]
+ALL_BUNDLES = [*BUNDLE_DATA, *SINGLE_LABEL_BUNDLES, *SEGMENTATION_BUNDLES]
 
 
 @pytest.fixture(scope="session")
