@@ -16,18 +16,21 @@ from common.networks import build_classifier, imagenet_weights_file
 
 GRIDS = sorted(GRIDS_DIR.glob("*.yaml"))
 #: Cells per grid: the studies' designs (a: 2 stage-1 x 2 stage-2 x 2 tasks; b: 3 models x 5 runs; c: ...).
+#: d: 8 strategies x 3 architectures x 5 modalities x 5 seeds; e: 2 augmentation settings x (FT, LP, 4 cut-offs) x 5.
 EXPECTED_CELLS = {"a_two_stage": 8 * 3, "a_two_stage_embedded": 8 * 2, "b_models": 3 * 5, "b_models_embedded": 3 * 5,
-                  "c_strategies": 13 * 3 * 5, "c_strategies_embedded": 8 * 2, "demo": 3 * 2 * 2}
+                  "c_strategies": 13 * 3 * 5, "c_strategies_embedded": 8 * 2, "demo": 3 * 2 * 2,
+                  "d_modalities": 8 * 3 * 5 * 5, "e_cutoff_binary": 2 * 6 * 5}
 
 
 def _with_local_data(raw: Any, root: Path) -> Any:
-    """Point every real dataset_dir at an empty prepared folder under ``root`` (the layout is not read here)."""
+    """Point every real dataset_dir (and datalist) at an empty prepared folder under ``root`` (not read here)."""
     if isinstance(raw, dict):
         if "dataset_dir" in raw:
             folder = root / Path(str(raw["dataset_dir"])).name
             folder.mkdir(parents=True, exist_ok=True)
-            (folder / "datalist.json").write_text('{"training": [], "validation": []}')
-            return {**raw, "dataset_dir": str(folder)}
+            datalist = folder / Path(str(raw.get("datalist", "datalist.json"))).name
+            datalist.write_text('{"training": [], "validation": []}')
+            return {**raw, "dataset_dir": str(folder), **({"datalist": str(datalist)} if "datalist" in raw else {})}
         return {k: _with_local_data(v, root) for k, v in raw.items()}
     if isinstance(raw, list):
         return [_with_local_data(v, root) for v in raw]
