@@ -1,4 +1,4 @@
-"""Adapter for MedMNIST ``.npz`` files (ChestMNIST and the other 2D sets of any size: 28, 64, 128, 224 px).
+"""Adapter for ChestMNIST ``.npz`` files (28, 64, 128, 224 px); the other 2-D flags: :mod:`common.data.medmnist`.
 
 The arrays are unpacked once into PNG files so the bundles read every dataset the same way (a datalist
 of image paths and labels). ChestMNIST labels are 14 multi-hot values in the NIH ChestX-ray14 order.
@@ -22,7 +22,7 @@ from common.errors import ConfigError, DataError
 from common.io import atomic_write_json
 from common.staging import atomic_entries
 
-__all__ = ["MEDMNIST_SPLITS", "load_chestmnist_datalist", "write_medmnist_split"]
+__all__ = ["MEDMNIST_SPLITS", "load_chestmnist_datalist", "read_npz_array", "write_medmnist_split"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +37,9 @@ def _read_array(archive: Any, key: str, npz_path: Path) -> np.ndarray:
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
         hint = " (an object array: MedMNIST arrays are numeric)" if "allow_pickle" in str(err) else ""
         raise DataError(f"{npz_path}, key {key!r}: cannot read the array{hint}: {err}") from err
+
+
+read_npz_array = _read_array  # shared with common.data.medmnist (the other 2-D flags)
 
 
 def _check_label_values(labels: np.ndarray, key: str, npz_path: Path) -> None:

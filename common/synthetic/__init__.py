@@ -19,6 +19,7 @@ from common.synthetic.general_medical import make_general_medical_dataset
 from common.synthetic.histology import generate_bcss
 from common.synthetic.mammo import generate_cbis_ddsm, generate_inbreast
 from common.synthetic.mammo_render import MammoFinding, render_mammogram
+from common.synthetic.medmnist import generate_medmnist, generate_pathmnist, render_tissue_patch
 
 __all__ = [
     "BRAIN_MRI_CLASSES",
@@ -31,6 +32,9 @@ __all__ = [
     "render_dermoscopy",
     "render_endoscopy",
     "write_class_folders",
+    "generate_medmnist",
+    "generate_pathmnist",
+    "render_tissue_patch",
     "EMBEDDED_DATASETS",
     "FINDING_SIGNS",
     "MammoFinding",

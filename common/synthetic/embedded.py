@@ -12,6 +12,7 @@ from common.data.bcss import load_bcss_datalist
 from common.data.cbis_ddsm import load_cbis_ddsm_datalist
 from common.data.chestxray14 import load_chestxray14_datalist
 from common.data.class_folders import load_class_folders_datalist
+from common.data.medmnist import load_medmnist_folder
 from common.errors import ConfigError
 from common.io import atomic_write_json
 from common.synthetic.brain_mri import generate_brain_mri
@@ -20,6 +21,7 @@ from common.synthetic.dermoscopy import generate_dermoscopy
 from common.synthetic.endoscopy import generate_endoscopy
 from common.synthetic.histology import generate_bcss
 from common.synthetic.mammo import generate_cbis_ddsm
+from common.synthetic.medmnist import generate_medmnist, generate_pathmnist
 
 __all__ = ["EMBEDDED_DATASETS", "make_embedded_dataset"]
 
@@ -31,6 +33,8 @@ EMBEDDED_DATASETS: dict[str, tuple[Callable[..., Path], Callable[..., dict]]] = 
     "dermoscopy": (generate_dermoscopy, load_class_folders_datalist),
     "endoscopy": (generate_endoscopy, load_class_folders_datalist),
     "brain-mri": (generate_brain_mri, load_class_folders_datalist),
+    "pathmnist": (generate_pathmnist, load_medmnist_folder),  # split {"flag": ...} not needed: the only npz
+    "medmnist": (generate_medmnist, load_medmnist_folder),  # generate {"flag": "dermamnist", "size": 64}
 }
 
 
@@ -44,7 +48,8 @@ def make_embedded_dataset(
 
     Args:
         layout: a key of :data:`EMBEDDED_DATASETS`: ``"chestxray14"``, ``"cbis-ddsm"``, ``"bcss"``, and the
-            single-label class-folder sets ``"dermoscopy"``, ``"endoscopy"``, ``"brain-mri"``.
+            single-label class-folder sets ``"dermoscopy"``, ``"endoscopy"``, ``"brain-mri"``, and the MedMNIST npz
+            sets ``"pathmnist"`` and ``"medmnist"`` (generate ``{"flag": "dermamnist", "size": 28}``).
         root: dataset folder to write.
         generate: keyword arguments of the generator (``n_patients``, ``image_size`` / ``tile_size``, ``seed`` ...).
         split: keyword arguments of the adapter (``val_fraction``, ``seed`` ...).
