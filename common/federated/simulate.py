@@ -1,0 +1,135 @@
+"""Run a federated job offline with NVFlare's simulator, then evaluate the final global model at every site.
+
+Outputs under ``--output``::
+
+    initial_model.pt        the first global model (the bundle's pretrained weights)
+    nvflare/<job>/          the simulator workspace (server: FL_global_model.pt, best_FL_global_model.pt; logs)
+    sites/<site>/           what each site wrote: models/ (model.pt, model_final.pt), rounds/round_<r>/ and
+                            rounds/final/ (the bundle's evaluation report of the global model on the local test
+                            split), rounds/*/sent.json (names + scalars of what the site sent)
+    final_pooled/           the final global model's report on all sites' test splits pooled
+    rounds.csv              round, site (or "pooled"), metric, value, n_images; round r = the global model after r
+                            aggregations (0: the starting model, --rounds: the final one)
+    results.csv             one row in the experiment runner's format (python -m common.experiments report)
+    summary.json
+
+Example:
+    >>> spec = FederationSpec(bundle="bundles/chest_xray_classification", sites={"site-1": "/d1/datalist.json",
+    ...                       "site-2": "/d2/datalist.json"}, rounds=2, workdir="runs/fl")  # doctest: +SKIP
+    >>> simulate(spec)["final_pooled"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from common.errors import ConfigError, DataError
+from common.federated.job import INITIAL_MODEL, FederationSpec, build_recipe, site_arguments
+from common.federated.model import bundle_parser, write_initial_model
+from common.federated.results import (
+    RESULT_COLUMNS,
+    ROUND_COLUMNS,
+    collect_rounds,
+    pooled_metrics,
+    results_row,
+    write_csv,
+)
+from common.federated.site import FL_EVAL_OVERLAY, FL_TRAIN_OVERLAY, evaluate_weights
+from common.federated.strategies import check_strategy
+from common.io import atomic_write_json, make_directory
+
+__all__ = ["export_job", "load_global_model", "prepare", "simulate"]
+
+logger = logging.getLogger(__name__)
+
+
+def prepare(spec: FederationSpec) -> tuple[Any, str, dict[str, Any]]:
+    """Check the bundle and strategy, write the initial model; ``(recipe, strategy name, bundle settings)``.
+
+    Call it, and export or run the recipe, inside ``contextlib.chdir(spec.workdir)`` (see :func:`build_recipe`).
+    """
+    bundle = Path(spec.bundle)
+    for overlay in (FL_TRAIN_OVERLAY, FL_EVAL_OVERLAY):
+        if not (bundle / overlay).is_file():
+            raise ConfigError(f"bundle {bundle} has no {overlay}; federated bundles: those with both FL overlays")
+    for site, datalist in spec.sites.items():
+        if not Path(datalist).is_file():
+            raise DataError(f"site {site!r}: datalist {datalist} does not exist")
+    parser = bundle_parser(bundle, spec.overrides)
+    settings = {key: parser.get_parsed_content(key) for key in ("arch", "pretrained", "class_names", "seed")}
+    strategy = check_strategy(spec.strategy, spec.local_epochs, settings["pretrained"])
+    workdir = make_directory(Path(spec.workdir).resolve())
+    write_initial_model(bundle, spec.overrides, workdir / INITIAL_MODEL)
+    return build_recipe(spec, workdir), strategy, settings
+
+
+def export_job(spec: FederationSpec, export_dir: str | Path) -> Path:
+    """Write the job folder for ``nvflare simulator`` or a provisioned federation (see docs/federated.md)."""
+    export_dir = Path(export_dir).resolve()
+    with contextlib.chdir(make_directory(Path(spec.workdir).resolve())):
+        recipe, _, _ = prepare(spec)
+        recipe.export(str(export_dir))
+    return export_dir / spec.name
+
+
+def load_global_model(path: str | Path) -> dict[str, torch.Tensor]:
+    """The server's saved global model as a state dict, read with ``weights_only=True``."""
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError) as error:
+        raise DataError(f"cannot read the global model {path}: {error}") from error
+    state = data.get("model", data) if isinstance(data, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DataError(f"{path} holds no state dict of tensors under 'model'")
+    return state
+
+
+def simulate(spec: FederationSpec, export_dir: str | Path | None = None) -> dict[str, Any]:
+    """Build, (export,) run and evaluate the federation of ``spec``; returns the summary written to summary.json."""
+    from nvflare.recipe.sim_env import SimEnv
+
+    start = time.monotonic()
+    workdir = make_directory(Path(spec.workdir).resolve())
+    export_dir = Path(export_dir).resolve() if export_dir is not None else None
+    with contextlib.chdir(workdir):
+        recipe, strategy, settings = prepare(spec)
+        if export_dir is not None:
+            recipe.export(str(export_dir))
+        env = SimEnv(clients=list(spec.sites), num_threads=len(spec.sites), workspace_root=str(workdir / "nvflare"))
+        recipe.run(env)
+    server_app = workdir / "nvflare" / spec.name / "server" / "simulate_job" / "app_server"
+    weights = load_global_model(server_app / "FL_global_model.pt")
+    finals = {site: evaluate_weights(site_arguments(spec, site).split(), weights) for site in spec.sites}
+    seconds = time.monotonic() - start
+    class_names = list(settings["class_names"])
+    sites_root = workdir / "sites"
+    rows = collect_rounds(sites_root, list(spec.sites), class_names, spec.rounds)
+    pooled = pooled_metrics([sites_root / s / "rounds" / "final" for s in spec.sites], class_names,
+                            n_boot=int(spec.overrides.get("n_boot", 1000)), seed=int(settings["seed"]),
+                            output_dir=workdir / "final_pooled")
+    write_csv(workdir / "rounds.csv", rows, ROUND_COLUMNS)
+    val = [r["metrics"].get(spec.key_metric) for r in _sent(sites_root, spec)]
+    row = results_row(name=f"federated-{Path(spec.bundle).name}-{strategy}-s{settings['seed']}",
+                      bundle=Path(spec.bundle).name, arch=str(settings["arch"]), pretrained=str(settings["pretrained"]),
+                      strategy=strategy, seed=int(settings["seed"]), value=pooled["mean_auc"], seconds=seconds,
+                      eval_dir=str(workdir / "final_pooled"), val_metric=max(v for v in val if v is not None) if any(
+                          v is not None for v in val) else None, n_sites=len(spec.sites))
+    write_csv(workdir / "results.csv", [row], RESULT_COLUMNS)
+    summary = {"rounds": spec.rounds, "local_epochs": spec.local_epochs, "strategy": strategy,
+               "sites": {s: f.get("mean_auc") for s, f in finals.items()}, "final_pooled": pooled.get("mean_auc"),
+               "seconds": round(seconds, 1), "global_model": str(server_app / "FL_global_model.pt")}
+    atomic_write_json(workdir / "summary.json", summary)
+    return summary
+
+
+def _sent(sites_root: Path, spec: FederationSpec) -> list[dict[str, Any]]:
+    import json
+
+    files = sorted(sites_root.glob("*/rounds/round_*/sent.json"))
+    return [json.loads(f.read_text()) for f in files]
