@@ -42,12 +42,14 @@ from common.data.general_medical import (
 )
 from common.data.general_medical_spec import KNOWN_CLASS_SETS, SOURCE_KINDS, SourceSpec, read_sources
 from common.data.inbreast import BIRADS_VALUES, load_inbreast_datalist, read_inbreast_csv
+from common.data.label_csv import load_label_csv_datalist
 from common.data.medmnist import MEDMNIST_INFO, load_medmnist_datalist, load_medmnist_folder, parse_medmnist_name
 from common.data.single_label import check_single_label_datalist, split_items, summarise_single_label
 from common.data.splits import check_nonempty_splits, check_patient_disjoint, group_by_split, patient_split
 
 __all__ = [
     "load_class_folders_datalist",
+    "load_label_csv_datalist",
     "MEDMNIST_INFO",
     "load_medmnist_datalist",
     "load_medmnist_folder",

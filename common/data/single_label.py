@@ -16,7 +16,13 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from common.data.splits import check_nonempty_splits, check_patient_disjoint, group_by_split, patient_split
+from common.data.splits import (
+    _patient_counts,
+    check_nonempty_splits,
+    check_patient_disjoint,
+    group_by_split,
+    patient_split,
+)
 from common.errors import ConfigError, DataError
 
 __all__ = [
@@ -41,9 +47,9 @@ def _at_least_one(n_patients: int, fractions: Mapping[str, float]) -> dict[str, 
 
     A small class would otherwise lose its validation patients to rounding (0.1 x 4 patients = 0).
     """
-    counts = {name: round(frac * n_patients) for name, frac in fractions.items()}
-    if n_patients < len(fractions) or sum(counts.values()) != n_patients:
-        return dict(fractions)  # too few to give everyone one, or rounding is off: leave it to patient_split
+    if n_patients < len(fractions):
+        return dict(fractions)  # too few to give every split one: leave it to patient_split
+    counts = _patient_counts(n_patients, fractions)  # the counts patient_split would draw
     for name, frac in fractions.items():
         if frac > 0 and counts[name] == 0:
             largest = max(counts, key=lambda other: counts[other])
