@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from common.errors import DEBUG_ENV, run_command
 
@@ -23,16 +24,52 @@ logger = logging.getLogger("common.cli")
 def _prepare_chestxray14(args: argparse.Namespace) -> None:
     from common.data import CHESTXRAY14_FINDINGS, load_chestxray14_datalist, summarise_datalist
     from common.data.chestxray14_boxes import BBOX_CSV_NAME, count_boxes
+    from common.data.single_label import summarise_single_label
     from common.io import atomic_write_json
 
     datalist = load_chestxray14_datalist(
-        args.dataset_dir, val_fraction=args.val_fraction, seed=args.seed, check_images=not args.no_check_images
-    )
+        args.dataset_dir, val_fraction=args.val_fraction, seed=args.seed, check_images=not args.no_check_images,
+        task=args.task, task_alone=args.task_alone,
+    )  # fmt: skip
     atomic_write_json(args.output, datalist)
+    if args.task is not None:
+        sys.stdout.write(f"wrote {args.output} (binary task {datalist['classes'][1]!r} vs 'No Finding')\n"
+                         f"{summarise_single_label(datalist)}\n")  # fmt: skip
+        return
     boxes = count_boxes(datalist)
     box_line = (f"attached {sum(boxes.values())} box(es) of {BBOX_CSV_NAME} per split: {boxes}\n"
                 if (Path(args.dataset_dir) / BBOX_CSV_NAME).is_file() else "")
     sys.stdout.write(f"wrote {args.output}\n{box_line}{summarise_datalist(datalist, CHESTXRAY14_FINDINGS)}\n")
+
+
+def _prepare_single_label(args: argparse.Namespace) -> None:
+    """class-folders, label-csv and medmnist: single-label datalists with class names."""
+    from common.data import load_class_folders_datalist, load_label_csv_datalist, load_medmnist_datalist
+    from common.data.single_label import summarise_single_label
+    from common.io import atomic_write_json
+
+    output = Path(args.output)
+    if args.dataset == "medmnist":
+        names = list(dict.fromkeys(["datalist.json", output.name]))  # PNGs and datalists change together
+        datalist = load_medmnist_datalist(args.npz, output.parent, flag=args.flag, datalist_names=names)
+        if "classes" not in datalist:  # chestmnist: the multi-label path
+            from common.data import CHESTXRAY14_FINDINGS, summarise_datalist
+
+            sys.stdout.write(f"wrote {output}\n{summarise_datalist(datalist, CHESTXRAY14_FINDINGS)}\n")
+            return
+    else:
+        shared = {"val_fraction": args.val_fraction, "test_fraction": args.test_fraction, "seed": args.seed,
+                  "check_images": not args.no_check_images, "classes": args.classes}  # fmt: skip
+        if args.dataset == "class-folders":
+            datalist = load_class_folders_datalist(args.dataset_dir, **shared)
+        else:
+            datalist = load_label_csv_datalist(
+                args.dataset_dir, args.csv, **shared, image_column=args.image_column, label_column=args.label_column,
+                patient_column=args.patient_column, split_column=args.split_column, image_dir=args.image_dir,
+                image_suffix=args.image_suffix,
+            )  # fmt: skip
+        atomic_write_json(output, datalist)
+    sys.stdout.write(f"wrote {output} ({len(datalist['classes'])} classes)\n{summarise_single_label(datalist)}\n")
 
 
 def _prepare_chestmnist(args: argparse.Namespace) -> None:
@@ -131,10 +168,84 @@ def _generate_mammography(args: argparse.Namespace) -> None:
     sys.stdout.write(f"wrote a synthetic {args.dataset}-layout dataset to {root}\n")
 
 
+def _generate_single_label(args: argparse.Namespace) -> None:
+    """dermoscopy, endoscopy, brain-mri and medmnist generators."""
+    from common.synthetic import generate_brain_mri, generate_dermoscopy, generate_endoscopy, generate_medmnist
+
+    if args.dataset == "medmnist":
+        root = generate_medmnist(args.output_dir, args.flag, args.size, n_train=args.train, n_val=args.val,
+                                 n_test=args.test, seed=args.seed)  # fmt: skip
+    elif args.dataset == "brain-mri":
+        root = generate_brain_mri(args.output_dir, n_patients=args.patients, image_size=args.image_size,
+                                  test_fraction=args.test_fraction, seed=args.seed)  # fmt: skip
+    else:
+        make = generate_dermoscopy if args.dataset == "dermoscopy" else generate_endoscopy
+        root = make(args.output_dir, n_patients=args.patients, max_images_per_patient=args.max_images_per_patient,
+                    image_size=args.image_size, seed=args.seed)  # fmt: skip
+    sys.stdout.write(f"wrote a synthetic {args.dataset} dataset to {root}\n")
+
+
+def _add_single_label_parsers(datasets: Any, gen_sets: Any) -> None:
+    """``prepare-data class-folders | label-csv | medmnist`` and ``generate-data dermoscopy | endoscopy | brain-mri |
+    medmnist``."""
+    folders = datasets.add_parser("class-folders", help="single-label images in root/<class>/ or "
+                                  "root/Training|Testing/<class>/ (+ optional patients.csv: image,patient_id)")
+    table = datasets.add_parser("label-csv", help="single-label images listed in a CSV: image,label[,patient_id]"
+                                "[,split]; column names settable (HAM10000_metadata.csv: image_id, dx, lesion_id)")
+    for sub in (folders, table):
+        sub.add_argument("--dataset-dir", required=True, type=Path, help="the dataset's top folder")
+        sub.add_argument("--output", required=True, type=Path, help="datalist JSON to write")
+        sub.add_argument("--val-fraction", type=float, default=0.1, help="training patients used for validation")
+        sub.add_argument("--test-fraction", type=float, default=0.2, help="patients used for test (no official split)")
+        sub.add_argument("--seed", type=int, default=0, help="seed of the patient-wise, class-stratified split")
+        sub.add_argument("--classes", nargs="+", help="class names in label order (default: sorted)")
+        sub.add_argument("--no-check-images", action="store_true", help="do not check that every image is readable")
+        sub.set_defaults(func=_prepare_single_label)
+    table.add_argument("--csv", default="labels.csv", help="the CSV, relative to --dataset-dir or absolute")
+    for column, default in (("image", "image"), ("label", "label"), ("patient", "patient_id"), ("split", "split")):
+        table.add_argument(f"--{column}-column", default=default, help=f"column of the {column} (default {default})")
+    table.add_argument("--image-dir", default="", help="folder under --dataset-dir prefixed to every image")
+    table.add_argument("--image-suffix", default="", help="appended to image names without one, e.g. .jpg")
+    mnist = datasets.add_parser("medmnist", help="any 2-D MedMNIST v2 npz ({flag}.npz or {flag}_{64,128,224}.npz): "
+                                "PNGs + datalist with the published class names")  # fmt: skip
+    mnist.add_argument("--npz", required=True, type=Path, help="e.g. pathmnist.npz or dermamnist_128.npz")
+    mnist.add_argument("--output", required=True, type=Path, help="datalist JSON; PNGs go to images/ beside it")
+    mnist.add_argument("--flag", help="MedMNIST flag (default: from the file name)")
+    mnist.set_defaults(func=_prepare_single_label)
+
+    for name, what in (("dermoscopy", "skin lesions: keratosis / melanoma / nevus, class folders + patients.csv"),
+                       ("endoscopy", "colonoscopy: normal / polyp / ulcerative-colitis, class folders + "
+                                     "patients.csv")):  # fmt: skip
+        sub = gen_sets.add_parser(name, help=f"synthetic {what}")
+        sub.add_argument("--output-dir", required=True, type=Path)
+        sub.add_argument("--patients", type=int, default=60)
+        sub.add_argument("--max-images-per-patient", type=int, default=3)
+        sub.add_argument("--image-size", type=int, default=64)
+        sub.add_argument("--seed", type=int, default=0)
+        sub.set_defaults(func=_generate_single_label)
+    brain = gen_sets.add_parser("brain-mri", help="synthetic brain MRI: Training|Testing/<glioma|meningioma|notumor|"
+                                "pituitary>/ like the public brain-tumour MRI set")  # fmt: skip
+    brain.add_argument("--output-dir", required=True, type=Path)
+    brain.add_argument("--patients", type=int, default=80)
+    brain.add_argument("--image-size", type=int, default=64)
+    brain.add_argument("--test-fraction", type=float, default=0.25)
+    brain.add_argument("--seed", type=int, default=0)
+    brain.set_defaults(func=_generate_single_label)
+    npz = gen_sets.add_parser("medmnist", help="a synthetic MedMNIST v2 npz of a single-label 2-D flag")
+    npz.add_argument("--output-dir", required=True, type=Path)
+    npz.add_argument("--flag", default="pathmnist")
+    npz.add_argument("--size", type=int, default=28, choices=[28, 64, 128, 224])
+    for split, count in (("train", 180), ("val", 36), ("test", 72)):
+        npz.add_argument(f"--{split}", type=int, default=count, help=f"{split} images")
+    npz.add_argument("--seed", type=int, default=0)
+    npz.set_defaults(func=_generate_single_label)
+
+
 def _generate_chestxray14(args: argparse.Namespace) -> None:
     from common.synthetic import generate_chestxray14
 
-    root = generate_chestxray14(args.output_dir, n_patients=args.patients, image_size=args.image_size, seed=args.seed)
+    root = generate_chestxray14(args.output_dir, n_patients=args.patients, image_size=args.image_size, seed=args.seed,
+                                prevalence=args.prevalence)  # fmt: skip
     sys.stdout.write(f"wrote a synthetic ChestX-ray14-layout dataset to {root}\n")
 
 
@@ -185,6 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     cxr.add_argument("--val-fraction", type=float, default=0.1, help="patients of train_val used for validation")
     cxr.add_argument("--seed", type=int, default=0, help="seed of the patient-wise split")
     cxr.add_argument("--no-check-images", action="store_true", help="do not verify every image file exists")
+    cxr.add_argument("--task", help="binary task: a finding (e.g. Effusion; images with it, other findings allowed) "
+                     "or 'any', vs 'No Finding'; other images are left out. Default: the 14 labels")  # fmt: skip
+    cxr.add_argument("--task-alone", action="store_true", help="with --task FINDING: positives only with FINDING alone")
     cxr.set_defaults(func=_prepare_chestxray14)
     mnist = datasets.add_parser("chestmnist", help="MedMNIST ChestMNIST npz (28/64/128/224 px)")
     mnist.add_argument("--npz", required=True, type=Path, help="chestmnist.npz or chestmnist_{64,128,224}.npz")
@@ -254,6 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--patients", type=int, default=200)
     gen.add_argument("--image-size", type=int, default=128)
     gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--prevalence", type=float, default=0.25, help="probability of each finding per image (a binary "
+                     "--task needs 'No Finding' images: 0.05 gives about half)")  # fmt: skip
     gen.set_defaults(func=_generate_chestxray14)
     for name in ("cbis-ddsm", "inbreast"):
         mammo = gen_sets.add_parser(name, help=f"synthetic DICOM mammograms in the {name} layout")
@@ -269,6 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     histo.add_argument("--tile-size", type=int, default=256)
     histo.add_argument("--seed", type=int, default=0)
     histo.set_defaults(func=_generate_bcss)
+    _add_single_label_parsers(datasets, gen_sets)
 
     demo = commands.add_parser(
         "demo", help="run the demo grid on embedded data and print its leaderboard (CPU, < 10 min)",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import errno
 import json
 import os
@@ -20,7 +21,9 @@ from common.cli import main
     [[], ["prepare-data"], ["prepare-data", "chestxray14"], ["prepare-data", "chestmnist"],
      ["prepare-data", "cbis-ddsm"], ["prepare-data", "inbreast"], ["generate-data"], ["generate-data", "chestxray14"],
      ["generate-data", "cbis-ddsm"], ["generate-data", "inbreast"], ["demo"], ["probe-cutoff"],
-     ["prepare-data", "bcss"], ["generate-data", "bcss"]],
+     ["prepare-data", "bcss"], ["generate-data", "bcss"], ["prepare-data", "class-folders"],
+     ["prepare-data", "label-csv"], ["prepare-data", "medmnist"], ["generate-data", "dermoscopy"],
+     ["generate-data", "endoscopy"], ["generate-data", "brain-mri"], ["generate-data", "medmnist"]],
     ids=lambda a: " ".join(a) or "top",
 )
 def test_every_command_has_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -211,3 +214,50 @@ def test_a_failed_general_medical_rebuild_keeps_the_previous_pngs_and_datalist(
     assert sorted(p.name for p in out.iterdir()) == ["cmnist", "datalist.json"]
     assert main([*argv, str(inputs / "sources_b.json")]) == 0
     assert png_pixels(out / "cmnist") != before[0]
+
+
+@pytest.mark.parametrize(
+    "dataset, generate, classes",
+    [("dermoscopy", ["--patients", "15", "--image-size", "16"], ["keratosis", "melanoma", "nevus"]),
+     ("endoscopy", ["--patients", "15", "--image-size", "16"], ["normal", "polyp", "ulcerative-colitis"]),
+     ("brain-mri", ["--patients", "24", "--image-size", "16"], ["glioma", "meningioma", "notumor", "pituitary"])],
+    ids=["dermoscopy", "endoscopy", "brain-mri"],
+)  # fmt: skip
+def test_generate_then_prepare_class_folders(tmp_path: Path, capsys: pytest.CaptureFixture[str], dataset: str,
+                                             generate: list[str], classes: list[str]) -> None:  # fmt: skip
+    root = tmp_path / dataset
+    assert main(["generate-data", dataset, "--output-dir", str(root), *generate]) == 0
+    assert main(["prepare-data", "class-folders", "--dataset-dir", str(root), "--output", str(root / "datalist.json"),
+                 "--val-fraction", "0.2"]) == 0  # fmt: skip
+    datalist = json.loads((root / "datalist.json").read_text())
+    assert datalist["classes"] == classes and all(isinstance(i["label"], int) for i in datalist["training"])
+    assert classes[0] in capsys.readouterr().out
+
+
+def test_generate_then_prepare_medmnist_and_label_csv(tmp_path: Path) -> None:
+    assert main(["generate-data", "medmnist", "--output-dir", str(tmp_path), "--flag", "bloodmnist", "--size", "64",
+                 "--train", "16", "--val", "8", "--test", "8"]) == 0  # fmt: skip
+    out = tmp_path / "blood" / "datalist.json"
+    assert main(["prepare-data", "medmnist", "--npz", str(tmp_path / "bloodmnist_64.npz"), "--output", str(out)]) == 0
+    datalist = json.loads(out.read_text())
+    assert datalist["classes"][0] == "basophil" and (out.parent / datalist["test"][0]["image"]).is_file()
+    with open(out.parent / "table.csv", "w", newline="") as handle:  # class names hold commas: quoted
+        csv.writer(handle).writerows([("file", "cell", "split")] + [
+            (item["image"], datalist["classes"][item["label"]], split)
+            for split in ("training", "validation", "test") for item in datalist[split]])  # fmt: skip
+    assert main(["prepare-data", "label-csv", "--dataset-dir", str(out.parent), "--csv", "table.csv", "--output",
+                 str(out.parent / "from_csv.json"), "--image-column", "file", "--label-column", "cell"]) == 0
+    from_csv = json.loads((out.parent / "from_csv.json").read_text())
+    assert len(from_csv["test"]) == 8 and sorted(from_csv["classes"]) == sorted(datalist["classes"])
+
+
+def test_prepare_chestxray14_binary_task(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["generate-data", "chestxray14", "--output-dir", str(tmp_path / "cxr"), "--patients", "40",
+                 "--image-size", "16", "--prevalence", "0.05"]) == 0  # fmt: skip
+    out = tmp_path / "any.json"
+    assert main(["prepare-data", "chestxray14", "--dataset-dir", str(tmp_path / "cxr"), "--output", str(out),
+                 "--task", "any", "--val-fraction", "0.25"]) == 0  # fmt: skip
+    assert json.loads(out.read_text())["classes"] == ["No Finding", "Any finding"]
+    assert "binary task 'Any finding'" in capsys.readouterr().out
+    assert main(["prepare-data", "chestxray14", "--dataset-dir", str(tmp_path / "cxr"), "--output", str(out),
+                 "--task", "Efusion"]) == 2  # fmt: skip
