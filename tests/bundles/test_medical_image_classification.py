@@ -155,7 +155,7 @@ def test_inference_preprocessing_equals_validation(color: str, tmp_path: Path) -
 @pytest.mark.parametrize(("change", "error", "message"), [
     ({"class_names": ["akiec", "bkl", "bcc"]}, DataError, r"datalist.json: the datalist's classes \['akiec', 'bcc', "),
     ({"num_classes": 4}, DataError, r"datalist.json: num_classes=4 but class_names has 3 names"),
-    ({"label": 7}, DataError, r"datalist.json: training\[0\] \(\S+/akiec/training_0.png\): label 7 is not a class index"),
+    ({"label": 7}, DataError, r"datalist.json: training\[0\] \(\S+/akiec/training_0.png\): label 7 is not"),
     ({"color": "grey", "color_augmentation": True}, ConfigError, "color_augmentation=True needs color='rgb'"),
     ({"color": "gray"}, ConfigError, r"setting color='gray' \(str\) is not valid: expected one of \['rgb', 'grey'\]"),
 ], ids=["class-order", "num-classes", "label-range", "jitter-on-grey", "color-name"])
@@ -178,3 +178,29 @@ def test_the_runner_reads_the_bundle() -> None:
     assert info.metric == "macro_auc" and info.kind == "classification"
     assert {"densenet121", "resnet50", "vgg19"} <= set(info.archs())
     assert {"class_names", "color", "color_augmentation", "n_boot"} <= info.config_ids
+
+
+STUDY_OVERLAYS = ["ft", "lp", "lp_ft", "gradual_last_to_first", "gradual_first_to_last", "l1_sp", "l2_sp", "auto_rgn",
+                  "cutoff"]
+
+
+@pytest.mark.parametrize("overlay", STUDY_OVERLAYS)
+def test_finetune_overlays_build_their_optimizer(overlay: str) -> None:
+    """The study's strategies (and the cut-off) apply to this bundle: the overlay merges and its optimizer builds."""
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / "train.json"), str(BUNDLES.parent / "configs" / "finetune" / f"{overlay}.json")])
+    parser.update({"pretrained": "none", "class_names": GREY_CLASSES, "device": "$torch.device('cpu')"})
+    optimizer = parser.get_parsed_content("optimizer")
+    assert sum(p.numel() for group in optimizer.param_groups for p in group["params"]) > 0
+
+
+def test_colour_jitter_runs_in_batch_on_the_training_device() -> None:
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "train.json"))
+    parser.update({"augment_device": "gpu", "color_augmentation": True, "color_jitter_prob": 1.0, "flip_prob": 0.0,
+                   "affine_prob": 0.0, "device": "$torch.device('cpu')"})
+    prepare = parser.get_parsed_content("train#prepare_batch")
+    assert parser.get_parsed_content("dataset_augmentation") == []
+    batch = torch.rand(2, 3, SIZE, SIZE)
+    image, label = prepare({"image": batch.clone(), "label": torch.tensor([0, 2])}, "cpu")
+    assert image.shape == batch.shape and not torch.allclose(image, batch) and label.tolist() == [0, 2]
