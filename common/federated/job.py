@@ -22,7 +22,8 @@ from typing import Any
 
 from common.errors import ConfigError
 
-__all__ = ["CLIENT_SCRIPT", "INITIAL_MODEL", "FederationSpec", "build_recipe", "parse_sites", "site_arguments"]
+__all__ = ["CLIENT_SCRIPT", "INITIAL_MODEL", "FederationSpec", "build_recipe", "parse_sites", "site_arguments",
+           "validate_job_folder"]
 
 #: the client script every site runs (it only calls common.federated.site.run_site)
 CLIENT_SCRIPT = Path(__file__).with_name("client_script.py")
@@ -59,6 +60,12 @@ class FederationSpec:
         for site in self.sites:
             if not _SITE_NAME.match(site) or site == "server":
                 raise ConfigError(f"site name {site!r} must be letters, digits, '-' or '_' and not 'server'")
+        # absolute from here on: the job is built inside its staging folder (contextlib.chdir)
+        self.bundle = str(Path(self.bundle).resolve())
+        self.strategy = str(Path(self.strategy).resolve()) if self.strategy else None
+        self.sites = {site: str(Path(path).resolve()) for site, path in self.sites.items()}
+        self.dataset_dirs = {site: str(Path(path).resolve()) for site, path in self.dataset_dirs.items()}
+        self.workdir = str(Path(self.workdir).resolve())
 
 
 def parse_sites(text: str) -> dict[str, str]:
@@ -135,3 +142,26 @@ def build_recipe(spec: FederationSpec, staging: str | Path) -> Any:
     )
     set_per_site_config(recipe, {site: {"train_args": site_arguments(spec, site)} for site in spec.sites})
     return recipe
+
+
+def validate_job_folder(job_dir: str | Path) -> dict[str, Any]:
+    """Validate an exported job folder as NVFlare does before running it (its JobMetaValidator); the job meta.
+
+    Raises:
+        ConfigError: the folder is missing or NVFlare rejects it (its message included).
+
+    Example:
+        >>> validate_job_folder("export/medxfer_fedavg")["deploy_map"]  # doctest: +SKIP
+    """
+    from nvflare.apis.utils.job_utils import convert_legacy_zipped_app_to_job
+    from nvflare.fuel.utils.zip_utils import zip_directory_to_bytes
+    from nvflare.private.fed.server.job_meta_validator import JobMetaValidator
+
+    folder = Path(job_dir).resolve()
+    if not (folder / "meta.json").is_file():
+        raise ConfigError(f"{folder} is not an NVFlare job folder: meta.json is missing")
+    data = convert_legacy_zipped_app_to_job(zip_directory_to_bytes(str(folder.parent), folder.name))
+    valid, error, meta = JobMetaValidator().validate(folder.name, data)
+    if not valid:
+        raise ConfigError(f"NVFlare rejects the job folder {folder}: {error}")
+    return meta

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from common.errors import ConfigError, DataError
-from common.federated.job import INITIAL_MODEL, FederationSpec, build_recipe, site_arguments
+from common.federated.job import INITIAL_MODEL, FederationSpec, build_recipe, site_arguments, validate_job_folder
 from common.federated.model import bundle_parser, write_initial_model
 from common.federated.results import (
     RESULT_COLUMNS,
@@ -75,6 +75,7 @@ def export_job(spec: FederationSpec, export_dir: str | Path) -> Path:
     with contextlib.chdir(make_directory(Path(spec.workdir).resolve())):
         recipe, _, _ = prepare(spec)
         recipe.export(str(export_dir))
+    validate_job_folder(export_dir / spec.name)
     return export_dir / spec.name
 
 
@@ -101,6 +102,7 @@ def simulate(spec: FederationSpec, export_dir: str | Path | None = None) -> dict
         recipe, strategy, settings = prepare(spec)
         if export_dir is not None:
             recipe.export(str(export_dir))
+            validate_job_folder(export_dir / spec.name)
         env = SimEnv(clients=list(spec.sites), num_threads=len(spec.sites), workspace_root=str(workdir / "nvflare"))
         recipe.run(env)
     server_app = workdir / "nvflare" / spec.name / "server" / "simulate_job" / "app_server"

@@ -30,7 +30,7 @@ from common.errors import ConfigError
 from common.io import atomic_write_json, make_directory
 
 __all__ = ["FL_EVAL_OVERLAY", "FL_TRAIN_OVERLAY", "build_algo", "evaluate_weights", "keep_report", "outgoing_payload",
-           "parse_site_args", "run_site", "to_tensors", "weights_digest"]
+           "parse_site_args", "run_site", "to_tensors", "train_round", "weights_digest"]
 
 logger = logging.getLogger(__name__)
 
@@ -163,6 +163,23 @@ def keep_report(site_dir: Path, stage: str) -> dict[str, Any]:
     return json.loads((dest / "metrics.json").read_text())
 
 
+def train_round(algo: Any, weights: Mapping[str, torch.Tensor], current_round: int, local_epochs: int) -> Any:
+    """Train one round from the global ``weights``; MonaiAlgo's result (weight differences + statistics).
+
+    Epochs are numbered by global round: round ``r`` trains epochs ``r*E+1 .. (r+1)*E`` whichever rounds this site
+    took part in, so epoch-driven strategies switch on the federation's schedule.
+
+    Example:
+        >>> diff = train_round(algo, global_weights, current_round=0, local_epochs=1).weights  # doctest: +SKIP
+    """
+    from monai.fl.utils.constants import WeightType
+    from monai.fl.utils.exchange_object import ExchangeObject
+
+    algo.trainer.state.epoch = current_round * local_epochs
+    algo.train(ExchangeObject(weights=dict(weights), weight_type=WeightType.WEIGHTS))
+    return algo.get_weights()
+
+
 def evaluate_weights(argv: Sequence[str], weights: Mapping[str, torch.Tensor], stage: str = "final") -> dict:
     """Evaluate ``weights`` on a site's test split exactly as a round does; the report goes to ``rounds/<stage>``.
 
@@ -203,10 +220,7 @@ def run_site(argv: Sequence[str] | None = None) -> None:
         current_round = int(incoming.current_round or 0)
         evaluated = algo.evaluate(ExchangeObject(weights=weights, weight_type=WeightType.WEIGHTS))
         report = keep_report(site_dir, f"round_{current_round:03d}")
-        # epochs numbered by global round: round r trains epochs r*E+1 .. (r+1)*E, whichever rounds this site missed
-        algo.trainer.state.epoch = current_round * args.local_epochs
-        algo.train(ExchangeObject(weights=weights, weight_type=WeightType.WEIGHTS))
-        result = algo.get_weights()
+        result = train_round(algo, weights, current_round, args.local_epochs)
         # the bundle's own key metrics: the received global model on the local test split, the locally trained
         # model on the local validation split (what the server selects the best global model by)
         metrics = dict(evaluated.metrics or {})
