@@ -9,7 +9,7 @@ from monai.losses import DiceLoss
 
 from common.errors import ConfigError, DataError
 
-__all__ = ["BCE_REDUCTIONS", "MaskedBCEWithLogitsLoss", "MaskedDiceCELoss"]
+__all__ = ["BCE_REDUCTIONS", "MaskedBCEWithLogitsLoss", "MaskedDiceCELoss", "SingleLabelLoss"]
 
 BCE_REDUCTIONS = ("mean", "per_task")
 
@@ -141,3 +141,34 @@ class MaskedDiceCELoss(nn.Module):
             return logits.sum() * 0.0
         ce = F.cross_entropy(logits, shifted[:, 0], ignore_index=-1)
         return self.lambda_dice * self.dice(logits, shifted) + self.lambda_ce * ce
+
+
+class SingleLabelLoss(nn.Module):
+    """Loss of a single-label classifier: BCE on one logit for two classes, cross-entropy for more.
+
+    The target is the class index in any shape holding one value per image (``(B,)``, ``(B, 1)``: a prepared cache
+    stores a 0-d label as ``(1,)``), so the loss does not depend on how the label was collated. Two classes:
+    ``logits`` ``(B, 1)``, the log-odds of class 1 (:mod:`common.transforms.single_label`); more: ``(B, C)``.
+
+    Args:
+        num_classes: number of classes (>= 2).
+
+    Example:
+        >>> loss = SingleLabelLoss(3)
+        >>> float(loss(torch.zeros(2, 3), torch.tensor([[0], [2]]))) == float(torch.log(torch.tensor(3.0)))
+        True
+    """
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ConfigError(f"SingleLabelLoss num_classes={num_classes!r}: expected an integer >= 2")
+        self.num_classes = int(num_classes)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        index = target.reshape(logits.shape[0], -1)
+        if index.shape[1] != 1:
+            raise DataError(f"SingleLabelLoss: expected one class index per image, found target {tuple(target.shape)}")
+        if self.num_classes == 2:
+            return F.binary_cross_entropy_with_logits(logits.reshape(-1), index[:, 0].to(logits.dtype))
+        return F.cross_entropy(logits, index[:, 0].long())

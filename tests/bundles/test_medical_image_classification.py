@@ -18,6 +18,7 @@ import torch
 from monai.bundle import ConfigParser, ckpt_export
 from PIL import Image
 
+from common.data.cache_build import build_cache
 from common.errors import ConfigError, DataError
 from common.experiments.bundles import bundle_info
 from common.metrics.report import load_predictions
@@ -204,3 +205,14 @@ def test_colour_jitter_runs_in_batch_on_the_training_device() -> None:
     batch = torch.rand(2, 3, SIZE, SIZE)
     image, label = prepare({"image": batch.clone(), "label": torch.tensor([0, 2])}, "cpu")
     assert image.shape == batch.shape and not torch.allclose(image, batch) and label.tolist() == [0, 2]
+
+
+def test_trains_from_a_prepared_cache(tmp_path: Path) -> None:
+    """``cache_dir``: prepare-cache stores the 0-d multi-class label as (1,); the loss and the metric take either."""
+    dataset = make_dataset(tmp_path / "data", RGB_CLASSES, "rgb", per_split=(2, 2, 1))
+    settings = overrides(tmp_path / "run", dataset, RGB_CLASSES, "rgb", epochs=1)
+    build_cache(BUNDLES / NAME, dataset / "datalist.json", tmp_path / "cache", progress=False,
+                overrides={"image_size": SIZE, "class_names": RGB_CLASSES})
+    workflow = run_workflow(CONFIGS, ["train.json"], "train", **settings, cache_dir=str(tmp_path / "cache"))
+    assert workflow.parser.get_parsed_content("validate#evaluator").state.best_metric >= 0
+    assert (tmp_path / "run" / "models" / "model.pt").is_file()

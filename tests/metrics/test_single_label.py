@@ -177,3 +177,17 @@ def test_color_jitter_is_seeded_and_refuses_grey() -> None:
     with pytest.raises(ConfigError, match="color_augmentation=True needs color='rgb'"):
         check_color_settings("grey", True)
     assert check_color_settings("grey", False) == "grey"
+
+
+def test_single_label_loss_is_bce_for_two_classes_and_ce_for_more() -> None:
+    from common.losses import SingleLabelLoss
+
+    logits, target = torch.tensor([[0.3], [-1.2]]), torch.tensor([[1.0], [0.0]])
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
+    assert torch.allclose(SingleLabelLoss(2)(logits, target), expected)
+    logits3, target3 = torch.randn(4, 3), torch.tensor([0, 2, 1, 2])
+    expected3 = torch.nn.functional.cross_entropy(logits3, target3)
+    assert torch.allclose(SingleLabelLoss(3)(logits3, target3), expected3)
+    assert torch.allclose(SingleLabelLoss(3)(logits3, target3[:, None]), expected3)  # (B, 1) from a prepared cache
+    with pytest.raises(DataError, match="one class index per image"):
+        SingleLabelLoss(3)(logits3, torch.zeros(4, 3))
