@@ -216,3 +216,17 @@ def test_trains_from_a_prepared_cache(tmp_path: Path) -> None:
     workflow = run_workflow(CONFIGS, ["train.json"], "train", **settings, cache_dir=str(tmp_path / "cache"))
     assert workflow.parser.get_parsed_content("validate#evaluator").state.best_metric >= 0
     assert (tmp_path / "run" / "models" / "model.pt").is_file()
+
+
+def test_explanations(trained: tuple[str, Path, Path]) -> None:
+    """explain.json on inference.json: Grad-CAM of every class's logit; for two classes of the one logit (class 1)."""
+    case, root, dataset = trained
+    classes, color = CASES[case][:2]
+    run_workflow(root / "configs", ["inference.json", "explain.json"], "infer", bundle_root=str(root),
+                 dataset_dir=str(dataset), datalist=str(dataset / "datalist.json"), class_names=classes, color=color,
+                 arch="resnet18", image_size=SIZE, num_workers=0)
+    maps = sorted((root / "explanations").glob("*.npy"))
+    explained = classes[1:] if len(classes) == 2 else classes
+    n_test = len(json.loads((dataset / "datalist.json").read_text())["test"])
+    assert len(maps) == n_test * len(explained)
+    assert {m.stem.rsplit("_", 1)[1] for m in maps} == set(explained)
