@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +106,8 @@ def simulate(spec: FederationSpec, export_dir: str | Path | None = None) -> dict
             recipe.export(str(export_dir))
             validate_job_folder(export_dir / spec.name)
         env = SimEnv(clients=list(spec.sites), num_threads=len(spec.sites), workspace_root=str(workdir / "nvflare"))
-        recipe.run(env)
+        with _cpu_share(len(spec.sites)):
+            recipe.run(env)
     server_app = workdir / "nvflare" / spec.name / "server" / "simulate_job" / "app_server"
     weights = load_global_model(server_app / "FL_global_model.pt")
     finals = {site: evaluate_weights(site_arguments(spec, site).split(), weights) for site in spec.sites}
@@ -128,6 +131,24 @@ def simulate(spec: FederationSpec, export_dir: str | Path | None = None) -> dict
                "seconds": round(seconds, 1), "global_model": str(server_app / "FL_global_model.pt")}
     atomic_write_json(workdir / "summary.json", summary)
     return summary
+
+
+@contextlib.contextmanager
+def _cpu_share(n_sites: int) -> Iterator[None]:
+    """Give each simulated site's process its share of this machine's cores (``OMP_NUM_THREADS``).
+
+    The simulator starts one process per site; each would otherwise use every core for its intra-op threads, and
+    two oversubscribed sites on 2 cores trained ~6x slower than with one thread each (measured here). A value the
+    user set is kept.
+    """
+    if "OMP_NUM_THREADS" in os.environ:
+        yield
+        return
+    os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // max(1, n_sites)))
+    try:
+        yield
+    finally:
+        os.environ.pop("OMP_NUM_THREADS", None)
 
 
 def _sent(sites_root: Path, spec: FederationSpec) -> list[dict[str, Any]]:

@@ -34,3 +34,15 @@ def site_argv(site_dir: Path, datalist: str, *, strategy: Path | None = None, lo
     for key, value in {**TINY, **overrides}.items():
         argv += ["--set", f"{key}={json.dumps(value)}"]
     return argv
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> object:
+    """One intra-op thread in this process: the sites are tiny, and on a shared 2-core runner two threads per
+    process ran a local epoch ~6x slower than one (oversubscription). Restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
