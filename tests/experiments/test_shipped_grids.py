@@ -19,7 +19,8 @@ GRIDS = sorted(GRIDS_DIR.glob("*.yaml"))
 #: d: 8 strategies x 3 architectures x 5 modalities x 5 seeds; e: 2 augmentation settings x (FT, LP, 4 cut-offs) x 5.
 EXPECTED_CELLS = {"a_two_stage": 8 * 3, "a_two_stage_embedded": 8 * 2, "b_models": 3 * 5, "b_models_embedded": 3 * 5,
                   "c_strategies": 13 * 3 * 5, "c_strategies_embedded": 8 * 2, "demo": 3 * 2 * 2,
-                  "d_modalities": 8 * 3 * 5 * 5, "e_cutoff_binary": 2 * 6 * 5}
+                  "d_modalities": 8 * 3 * 5 * 5, "e_cutoff_binary": 2 * 6 * 5, "e_cutoff_binary_embedded": 2 * 5 * 2,
+                  "d_modalities_embedded": 5 * 8 * 2}
 
 
 def _with_local_data(raw: Any, root: Path) -> Any:
