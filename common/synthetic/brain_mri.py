@@ -46,7 +46,7 @@ def _head(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, 
     skull = _disc(size, centre, (ax + size * 0.05, ay + size * 0.05))
     brain = _disc(size, centre, (ax, ay))
     image = 0.85 * (skull - brain)  # bright scalp / marrow ring
-    cortex = 0.42 + 0.06 * _noise(rng, size, max(size / 40, 0.5))  # gyri-like mottling
+    cortex = 0.42 + 0.04 * _noise(rng, size, max(size / 40, 0.5))  # gyri-like mottling
     image += brain * cortex
     for side in (-1, 1):  # lateral ventricles: two dark crescents near the midline
         ventricle = _disc(size, centre + [side * size * 0.05, -size * 0.03], (size * 0.03, size * 0.1), side * 12.0)
@@ -60,23 +60,23 @@ def _tumour(rng: np.random.Generator, image: np.ndarray, cls: str, axes: tuple[f
     ax, ay = axes
     if cls == "glioma":  # intra-axial: inside one hemisphere, away from skull and midline
         side = rng.choice([-1, 1])
-        at = centre + [side * ax * rng.uniform(0.35, 0.6), ay * rng.uniform(-0.5, 0.4)]
-        radius = size * rng.uniform(0.07, 0.12)
+        at = centre + [side * ax * rng.uniform(0.3, 0.5), ay * rng.uniform(-0.45, 0.3)]
+        radius = size * rng.uniform(0.12, 0.17)
         outer = _disc(size, at, (radius, radius * rng.uniform(0.7, 1.0)), float(rng.uniform(0, 180)))
         outer *= (_noise(rng, size, size / 30) > -1.2).astype(np.float32)  # ragged edge
         core = _disc(size, at, (radius * 0.55, radius * 0.5))
         oedema = cv2.GaussianBlur(outer, (0, 0), radius * 0.5)
-        return image - 0.12 * oedema + 0.45 * (outer - core) * (1 - image) - 0.25 * core
+        return image - 0.15 * oedema + 0.6 * (outer - core) * (1 - image) - 0.35 * core
     if cls == "meningioma":  # extra-axial: touching the inner skull table
         angle = rng.uniform(0, 2 * np.pi)
         at = centre + [np.cos(angle) * ax * 0.88, np.sin(angle) * ay * 0.88]
-        radius = size * rng.uniform(0.06, 0.1)
+        radius = size * rng.uniform(0.1, 0.15)
         mass = cv2.GaussianBlur(_disc(size, at, (radius, radius)), (0, 0), 0.8)
         return image * (1 - mass) + 0.9 * mass
     if cls == "pituitary":  # sella turcica: midline, low
         at = centre + [rng.normal(0, size * 0.01), ay * rng.uniform(0.55, 0.7)]
-        radius = size * rng.uniform(0.04, 0.065)
-        mass = cv2.GaussianBlur(_disc(size, at, (radius * 1.2, radius)), (0, 0), 0.6)
+        radius = size * rng.uniform(0.07, 0.09)
+        mass = cv2.GaussianBlur(_disc(size, at, (radius * 1.5, radius)), (0, 0), 0.6)  # flat, wider than tall
         return image * (1 - mass) + 0.95 * mass
     return image
 
