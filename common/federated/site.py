@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import shutil
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -216,11 +217,14 @@ def run_site(argv: Sequence[str] | None = None) -> None:
         incoming = flare.receive()
         if incoming is None:
             break
+        received_at = time.time()
         weights = to_tensors(incoming.params)
         current_round = int(incoming.current_round or 0)
         evaluated = algo.evaluate(ExchangeObject(weights=weights, weight_type=WeightType.WEIGHTS))
         report = keep_report(site_dir, f"round_{current_round:03d}")
+        evaluated_at = time.time()
         result = train_round(algo, weights, current_round, args.local_epochs)
+        trained_at = time.time()
         # the bundle's own key metrics: the received global model on the local test split, the locally trained
         # model on the local validation split (what the server selects the best global model by)
         metrics = dict(evaluated.metrics or {})
@@ -230,7 +234,8 @@ def run_site(argv: Sequence[str] | None = None) -> None:
         steps = int(result.statistics.get("num_executed_iterations", 1))
         atomic_write_json(site_dir / "rounds" / f"round_{current_round:03d}" / "sent.json",
                           {"params": sorted(payload["params"]), "metrics": payload["metrics"], "steps": steps,
-                           "received_sha256": weights_digest(weights)})
+                           "received_sha256": weights_digest(weights), "received_at": received_at,
+                           "evaluate_seconds": evaluated_at - received_at, "train_seconds": trained_at - evaluated_at})
         flare.send(FLModel(params=payload["params"], params_type=ParamsType.DIFF, metrics=payload["metrics"],
                            meta={FLMetaKey.NUM_STEPS_CURRENT_ROUND: steps}))
     algo.finalize()
