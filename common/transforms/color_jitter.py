@@ -50,7 +50,7 @@ def check_color_settings(color: str, color_augmentation: bool) -> str:
     if color_augmentation and color == "grey":
         raise ConfigError("setting color_augmentation=True needs color='rgb': colour jitter of grey (radiology) "
                           "images is meaningless; use contrast_prob for intensity augmentation, or set "
-                          "--color_augmentation false")
+                          "--color_augmentation False")
     return color
 
 

@@ -230,3 +230,16 @@ def test_explanations(trained: tuple[str, Path, Path]) -> None:
     n_test = len(json.loads((dataset / "datalist.json").read_text())["test"])
     assert len(maps) == n_test * len(explained)
     assert {m.stem.rsplit("_", 1)[1] for m in maps} == set(explained)
+
+
+def test_training_drops_a_last_partial_batch(tmp_path: Path) -> None:
+    """12 training images in batches of 5: the last batch (2, or 1 on other counts) would reach BatchNorm alone."""
+    dataset = make_dataset(tmp_path, RGB_CLASSES, "rgb", per_split=(4, 1, 1))
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "train.json"))
+    parser.update({"dataset_dir": str(dataset), "class_names": RGB_CLASSES, "batch_size": 5, "num_workers": 0})
+    loader = parser.get_parsed_content("train#dataloader")
+    assert loader.drop_last and len(loader) == 2
+    parser.update({"batch_size": 16})
+    parser.parse(True)
+    assert len(parser.get_parsed_content("train#dataloader")) == 1  # fewer images than a batch: kept
