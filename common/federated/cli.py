@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(sim)
     sim.add_argument("--output", type=Path, default=Path("federated_output"), help="run folder")
     sim.add_argument("--export", type=Path, default=None, help="also write the job folder here")
+    sim.add_argument("--baselines", action="store_true", help="also train each site alone and all sites pooled "
+                     "(rounds x local epochs each) and rank them with the federated model in results.csv")
     exp = commands.add_parser("export", help="write the job folder for a real deployment, without running it")
     _common(exp)
     exp.add_argument("--output", type=Path, required=True, help="folder to export the job into")
@@ -84,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         from common.federated.simulate import simulate
 
-        summary = simulate(spec, export_dir=args.export)
+        summary = simulate(spec, export_dir=args.export, baselines=args.baselines)
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
         return 0
     except (MedxferError, ConfigError) as error:

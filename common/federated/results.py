@@ -83,14 +83,15 @@ def collect_rounds(site_root: str | os.PathLike, sites: Sequence[str], class_nam
 
 def results_row(*, name: str, bundle: str, arch: str, pretrained: str, strategy: str, seed: int, value: float,
                 seconds: float, eval_dir: str, val_metric: float | None, n_sites: int,
-                metric: str = "mean_auc") -> dict[str, Any]:
-    """One ``results.csv`` row: the final global model on the pooled test splits.
+                metric: str = "mean_auc", mode: str | None = None) -> dict[str, Any]:
+    """One ``results.csv`` row: a model evaluated on the sites' pooled test splits.
 
-    The training mode is carried in ``strategy`` (``"<strategy>+fedavg<n>"``) until grids have a training-mode
-    column, so the leaderboard lists federated next to local and pooled runs of the same strategy.
+    The training mode is carried in ``strategy`` (``"<strategy>+fedavg<n>"``; ``mode`` = ``"local-<site>"`` or
+    ``"pooled"`` for the references) until grids have a training-mode column, so the leaderboard lists federated next
+    to local and pooled runs of the same strategy.
     """
     return {"cell": name, "bundle": bundle, "arch": arch, "stage1": pretrained, "stage2": "none",
-            "strategy": f"{strategy}+fedavg{n_sites}", "seed": seed, "metric": metric, "value": value,
+            "strategy": f"{strategy}+{mode or f'fedavg{n_sites}'}", "seed": seed, "metric": metric, "value": value,
             "seconds": round(seconds, 1), "eval_dir": eval_dir, "val_metric": "" if val_metric is None else val_metric,
             "modality": ""}
 

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from common.errors import ConfigError, DataError
+from common.federated.baselines import run_baselines
 from common.federated.job import INITIAL_MODEL, FederationSpec, build_recipe, site_arguments, validate_job_folder
 from common.federated.model import bundle_parser, write_initial_model
 from common.federated.results import (
@@ -93,8 +94,12 @@ def load_global_model(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def simulate(spec: FederationSpec, export_dir: str | Path | None = None) -> dict[str, Any]:
-    """Build, (export,) run and evaluate the federation of ``spec``; returns the summary written to summary.json."""
+def simulate(spec: FederationSpec, export_dir: str | Path | None = None, baselines: bool = False) -> dict[str, Any]:
+    """Build, (export,) run and evaluate the federation of ``spec``; returns the summary written to summary.json.
+
+    ``baselines``: also train each site alone and all sites pooled (:mod:`common.federated.baselines`) and add their
+    rows to ``results.csv``.
+    """
     from nvflare.recipe.sim_env import SimEnv
 
     start = time.monotonic()
@@ -125,10 +130,12 @@ def simulate(spec: FederationSpec, export_dir: str | Path | None = None) -> dict
                       strategy=strategy, seed=int(settings["seed"]), value=pooled["mean_auc"], seconds=seconds,
                       eval_dir=str(workdir / "final_pooled"), val_metric=max(v for v in val if v is not None) if any(
                           v is not None for v in val) else None, n_sites=len(spec.sites))
-    write_csv(workdir / "results.csv", [row], RESULT_COLUMNS)
+    references = run_baselines(spec, strategy, settings) if baselines else []
+    write_csv(workdir / "results.csv", [row, *references], RESULT_COLUMNS)
     summary = {"rounds": spec.rounds, "local_epochs": spec.local_epochs, "strategy": strategy,
                "sites": {s: f.get("mean_auc") for s, f in finals.items()}, "final_pooled": pooled.get("mean_auc"),
-               "seconds": round(seconds, 1), "global_model": str(server_app / "FL_global_model.pt")}
+               "seconds": round(seconds, 1), "global_model": str(server_app / "FL_global_model.pt"),
+               "baselines": {r["strategy"]: r["value"] for r in references}}
     atomic_write_json(workdir / "summary.json", summary)
     return summary
 

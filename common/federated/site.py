@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from common.errors import ConfigError
-from common.io import atomic_write_json, make_directory
+from common.io import atomic_directory, atomic_write_json, make_directory, recover_directory
 
 __all__ = ["FL_EVAL_OVERLAY", "FL_TRAIN_OVERLAY", "build_algo", "evaluate_weights", "keep_report", "outgoing_payload",
            "parse_site_args", "run_site", "to_tensors", "train_round", "weights_digest"]
@@ -155,12 +155,11 @@ def outgoing_payload(weights: Mapping[str, Any], metrics: Mapping[str, Any], exp
 
 
 def keep_report(site_dir: Path, stage: str) -> dict[str, Any]:
-    """Copy the last evaluation report (metrics.json, predictions.npz ...) to ``rounds/<stage>``; its metrics."""
-    eval_dir, dest = site_dir / "eval", site_dir / "rounds" / stage
-    if dest.exists():
-        shutil.rmtree(dest)
-    make_directory(dest.parent)
-    shutil.copytree(eval_dir, dest)
+    """Copy the last evaluation report (metrics.json, predictions.npz ...) to ``rounds/<stage>`` (replaced whole,
+    atomically); its metrics."""
+    eval_dir, dest = recover_directory(site_dir / "eval"), site_dir / "rounds" / stage
+    with atomic_directory(dest) as tmp:
+        shutil.copytree(eval_dir, tmp, dirs_exist_ok=True)
     return json.loads((dest / "metrics.json").read_text())
 
 

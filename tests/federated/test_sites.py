@@ -64,3 +64,16 @@ def test_cli_parser_hook(tmp_path: Path) -> None:
     args.func(args)
     manifest = json.loads((tmp_path / "sites.json").read_text())
     assert sorted(manifest["sites"]) == ["site-1", "site-2"]
+
+
+def test_pooled_datalist_reaches_every_site_image(fl_sites: dict, tmp_path: Path) -> None:
+    from common.federated.baselines import pooled_datalist
+    from common.federated.job import FederationSpec
+
+    spec = FederationSpec(bundle="bundles/chest_xray_classification", workdir=str(tmp_path),
+                          sites={s: i["datalist"] for s, i in fl_sites["sites"].items()})
+    root = pooled_datalist(spec, tmp_path / "pooled.json")
+    pooled = json.loads((tmp_path / "pooled.json").read_text())
+    for split in ("training", "validation", "test"):
+        assert len(pooled[split]) == sum(site[split] for site in fl_sites["sites"].values())
+        assert all((root / item["image"]).is_file() for item in pooled[split])

@@ -1,0 +1,84 @@
+"""The two references a federated run is judged against: each site training alone, and all sites' data pooled.
+
+Both train the same bundle with the same strategy and settings for as many epochs as the federation trained in
+total (``rounds * local_epochs``), single-site (``configs/train.json``), and are evaluated exactly like the final
+global model: on every site's test split through the site evaluation path, then pooled. Their rows join the
+federated one in ``results.csv`` (strategy ``"<s>+local-<site>"`` / ``"<s>+pooled"``), so one leaderboard ranks
+federated vs local-only vs pooled.
+
+Example:
+    >>> rows = run_baselines(spec, "ft", settings)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from common.federated.job import FederationSpec, site_arguments
+from common.federated.results import pooled_metrics, results_row
+from common.federated.site import evaluate_weights
+from common.io import atomic_write_json, make_directory
+
+__all__ = ["pooled_datalist", "run_baselines"]
+
+
+def pooled_datalist(spec: FederationSpec, path: Path) -> Path:
+    """One datalist of every site's items, image paths relative to the sites' common folder (written to ``path``)."""
+    roots = {site: Path(spec.dataset_dirs.get(site) or Path(datalist).parent) for site, datalist in spec.sites.items()}
+    common_root = Path(os.path.commonpath([str(r) for r in roots.values()]))
+    merged: dict[str, list[dict[str, Any]]] = {}
+    for site, datalist in spec.sites.items():
+        prefix = roots[site].relative_to(common_root)
+        for split, items in json.loads(Path(datalist).read_text()).items():
+            merged.setdefault(split, []).extend({**item, "image": str(prefix / item["image"])} for item in items)
+    atomic_write_json(path, merged)
+    return common_root
+
+
+def _train(spec: FederationSpec, out: Path, datalist: str, dataset_dir: str) -> dict[str, Any]:
+    """Train the bundle alone; the final network's state dict (the last epoch, as the final global model is)."""
+    from monai.bundle import ConfigWorkflow
+
+    bundle = Path(spec.bundle)
+    files = [str(bundle / "configs" / "train.json"), *([spec.strategy] if spec.strategy else [])]
+    workflow = ConfigWorkflow(config_file=files, workflow_type="train", logging_file=False,
+                              meta_file=str(bundle / "configs" / "metadata.json"),
+                              **{**spec.overrides, "bundle_root": str(out), "dataset_dir": dataset_dir,
+                                 "datalist": datalist, "epochs": spec.rounds * spec.local_epochs, "resume": "never"})
+    workflow.initialize()
+    workflow.run()
+    state = {k: v.detach().cpu().clone() for k, v in workflow.trainer.network.state_dict().items()}
+    workflow.finalize()
+    return state
+
+
+def run_baselines(spec: FederationSpec, strategy: str, settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """Train and evaluate the local-only (one per site) and pooled references; their ``results.csv`` rows."""
+    import time
+
+    root = make_directory(Path(spec.workdir) / "baselines")
+    runs = {f"local-{site}": (spec.sites[site], str(spec.dataset_dirs.get(site) or Path(spec.sites[site]).parent))
+            for site in spec.sites}
+    pooled_root = pooled_datalist(spec, root / "pooled_datalist.json")
+    runs["pooled"] = (str(root / "pooled_datalist.json"), str(pooled_root))
+    rows = []
+    for name, (datalist, dataset_dir) in runs.items():
+        start = time.monotonic()
+        weights = _train(spec, root / name, datalist, dataset_dir)
+        eval_spec = FederationSpec(bundle=spec.bundle, sites=spec.sites, overrides=spec.overrides,
+                                   dataset_dirs=spec.dataset_dirs, workdir=str(root / name / "evaluation"))
+        for site in spec.sites:
+            evaluate_weights(site_arguments(eval_spec, site).split(), weights)
+        reports = [root / name / "evaluation" / "sites" / s / "rounds" / "final" for s in spec.sites]
+        pooled = pooled_metrics(reports, settings["class_names"], n_boot=int(spec.overrides.get("n_boot", 1000)),
+                                seed=int(settings["seed"]), output_dir=root / name / "pooled_test")
+        rows.append(results_row(name=f"{name}-{Path(spec.bundle).name}-{strategy}-s{settings['seed']}",
+                                bundle=Path(spec.bundle).name, arch=str(settings["arch"]),
+                                pretrained=str(settings["pretrained"]), strategy=strategy, seed=int(settings["seed"]),
+                                value=pooled["mean_auc"], seconds=time.monotonic() - start,
+                                eval_dir=str(root / name / "pooled_test"), val_metric=None, n_sites=len(spec.sites),
+                                mode=name))
+    return rows
