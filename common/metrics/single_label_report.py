@@ -77,14 +77,14 @@ def plot_single_label_roc(y_label: np.ndarray, y_prob: np.ndarray, metrics: dict
     """One-vs-rest ROC curve of every class with a defined AUC (binary: the positive class only); save a PNG."""
     fig = new_figure(7.0, 6.5)
     ax = fig.add_subplot()
-    colors = matplotlib.colormaps["tab20"]
+    colors = matplotlib.colormaps["tab10" if len(metrics["class_names"]) <= 10 else "tab20"]  # tab20 pairs shades
     shown = [1] if metrics["task"] == "binary" else range(len(metrics["class_names"]))
     for c in shown:
         entry = metrics["per_class"][c]
         if entry["auc"] is None:
             continue
         fpr, tpr, _ = roc_curve(y_label == c, y_prob[:, c])
-        ax.plot(fpr, tpr, color=colors(c % 20), linewidth=1.5, label=f"{entry['name']} (AUC {entry['auc']:.3f})")
+        ax.plot(fpr, tpr, color=colors(c % colors.N), linewidth=1.5, label=f"{entry['name']} (AUC {entry['auc']:.3f})")
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="chance")
     ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="False positive rate", ylabel="True positive rate")
     ax.set_title(f"{title}\nROC curves (one-vs-rest)", fontsize="medium")
