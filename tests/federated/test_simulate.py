@@ -86,6 +86,10 @@ def test_exported_job_folder_validates(federation: tuple) -> None:
     meta = validate_job_folder(job)
     assert set(meta["deploy_map"]) == {"app_server", *(f"app_{s}" for s in spec.sites)}
     assert (job / "app_server" / "custom" / "initial_model.pt").is_file()
+    server = json.loads((job / "app_server" / "config" / "config_fed_server.json").read_text())
+    persistor = next(c for c in server["components"] if c["id"] == "persistor")
+    assert persistor["path"].endswith("PTFileModelPersistor")  # loads with weights_only=True unless told otherwise
+    assert persistor["args"].get("load_weights_only", True) is True
     for site in spec.sites:
         config = json.loads((job / f"app_{site}" / "config" / "config_fed_client.json").read_text())
         args = config["executors"][0]["executor"]["args"]
