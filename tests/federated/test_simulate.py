@@ -1,4 +1,8 @@
-"""2 sites x 2 rounds x 1 local epoch through NVFlare's real simulator (threads, CPU), with the job exported."""
+"""2 sites x 2 rounds x 1 local epoch through NVFlare's real simulator (threads, CPU), with the job exported.
+
+The run uses the LP strategy: the whole path (training, weight differences, FedAvg aggregation) runs, and frozen
+tensors can be checked bit for bit across the federation (full fine-tuning runs in test_site and test_bundles).
+"""
 
 from __future__ import annotations
 
@@ -14,14 +18,15 @@ from common.experiments.stats import parse_runs
 from common.federated.job import FederationSpec, validate_job_folder
 from common.federated.simulate import load_global_model, simulate
 from common.federated.site import weights_digest
-from tests.federated.conftest import CHEST_BUNDLE, TINY
+from tests.federated.conftest import CHEST_BUNDLE, FINETUNE, TINY
 
 
 @pytest.fixture(scope="module")
 def federation(tmp_path_factory: pytest.TempPathFactory, fl_sites: dict) -> tuple[Path, dict, FederationSpec]:
     out = tmp_path_factory.mktemp("federation")
     spec = FederationSpec(bundle=str(CHEST_BUNDLE), sites={s: i["datalist"] for s, i in fl_sites["sites"].items()},
-                          rounds=2, local_epochs=1, overrides=dict(TINY), workdir=str(out / "run"))
+                          rounds=2, local_epochs=1, strategy=str(FINETUNE / "lp.json"), overrides=dict(TINY),
+                          workdir=str(out / "run"))
     summary = simulate(spec, export_dir=out / "export")
     return out, summary, spec
 
@@ -40,6 +45,14 @@ def test_the_global_model_changes_every_round(federation: tuple) -> None:
     digests = [initial, *(r.pop() for r in received), final]
     assert digests[0] == digests[1]  # round 0 starts from the initial model
     assert len(set(digests[1:])) == 3  # round 1 and the final model are new global models
+
+
+def test_frozen_tensors_are_identical_after_aggregation(federation: tuple) -> None:
+    out, summary, _ = federation
+    start = torch.load(out / "run" / "initial_model.pt", weights_only=True)
+    final = load_global_model(summary["global_model"])
+    changed = sorted(k for k in start if not torch.equal(start[k], final[k].to(start[k].dtype)))
+    assert changed == ["fc.bias", "fc.weight"]  # LP: only the head; BatchNorm statistics included
 
 
 def test_per_site_and_pooled_metrics_every_round(federation: tuple) -> None:
@@ -62,7 +75,7 @@ def test_results_csv_is_in_the_experiment_runner_format(federation: tuple) -> No
         reader = csv.DictReader(handle)
         assert tuple(reader.fieldnames or ()) == RESULT_COLUMNS
         runs = parse_runs(list(reader))
-    assert len(runs) == 1 and runs[0].strategy == "ft+fedavg2" and runs[0].value == summary["final_pooled"]
+    assert len(runs) == 1 and runs[0].strategy == "lp+fedavg2" and runs[0].value == summary["final_pooled"]
 
 
 def test_sites_sent_model_tensors_and_scalars_only(federation: tuple, fl_sites: dict) -> None:
