@@ -386,6 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
     histo.add_argument("--seed", type=int, default=0)
     histo.set_defaults(func=_generate_bcss)
     _add_single_label_parsers(datasets, gen_sets)
+    from common.synthetic.sites import add_sites_parser  # noqa: PLC0415 (imports cv2; only when building the parser)
+
+    add_sites_parser(gen_sets)  # two synthetic hospitals for common.federated (issue 13)
 
     demo = commands.add_parser(
         "demo", help="run the demo grid on embedded data and print its leaderboard (CPU, < 10 min)",

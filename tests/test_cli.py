@@ -23,7 +23,8 @@ from common.cli import main
      ["generate-data", "cbis-ddsm"], ["generate-data", "inbreast"], ["demo"], ["probe-cutoff"],
      ["prepare-data", "bcss"], ["generate-data", "bcss"], ["prepare-data", "class-folders"],
      ["prepare-data", "label-csv"], ["prepare-data", "medmnist"], ["generate-data", "dermoscopy"],
-     ["generate-data", "endoscopy"], ["generate-data", "brain-mri"], ["generate-data", "medmnist"]],
+     ["generate-data", "endoscopy"], ["generate-data", "brain-mri"], ["generate-data", "medmnist"],
+     ["generate-data", "sites"]],
     ids=lambda a: " ".join(a) or "top",
 )
 def test_every_command_has_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -261,3 +262,14 @@ def test_prepare_chestxray14_binary_task(tmp_path: Path, capsys: pytest.CaptureF
     assert "binary task 'Any finding'" in capsys.readouterr().out
     assert main(["prepare-data", "chestxray14", "--dataset-dir", str(tmp_path / "cxr"), "--output", str(out),
                  "--task", "Efusion"]) == 2  # fmt: skip
+
+
+def test_generate_sites_writes_two_hospitals_with_disjoint_patients(tmp_path: Path) -> None:
+    """``generate-data sites`` (issue 13) writes one ChestX-ray14-layout folder per site; no patient is at two sites."""
+    assert main(["generate-data", "sites", "--output-dir", str(tmp_path / "fl"), "--patients", "8",
+                 "--image-size", "32"]) == 0
+    patients = []
+    for site in ("site-1", "site-2"):
+        datalist = json.loads((tmp_path / "fl" / site / "datalist.json").read_text())
+        patients.append({item["patient_id"] for split in datalist.values() for item in split})
+    assert patients[0] and patients[1] and not patients[0] & patients[1]
