@@ -113,7 +113,8 @@ def _tally(cases: Sequence[StrategyCase], key: str) -> dict[str, tuple[int, int]
 
 
 def strategy_shares(cases: Sequence[StrategyCase]) -> list[StrategyShare]:
-    """Per (metric, strategy): cases, judged cases, wins, losses and shares; sorted by metric, then share better."""
+    """Per (metric, strategy): cases, judged cases, wins, losses and shares; sorted by metric, share better (high
+    first), losses (few first), mean difference (high first), name."""
     groups: dict[tuple[str, str], list[StrategyCase]] = defaultdict(list)
     for case in cases:
         groups[case.metric, case.strategy].append(case)
@@ -127,7 +128,8 @@ def strategy_shares(cases: Sequence[StrategyCase]) -> list[StrategyShare]:
             metric, strategy, group[0].baseline, len(group), judged, better, worse,
             better / judged if judged else None, worse / judged if judged else None,
             sum(diffs) / len(diffs) if diffs else None, _tally(group, "arch"), _tally(group, "modality")))
-    return sorted(shares, key=lambda s: (s.metric, -(s.share_better or 0.0), s.worse, s.strategy))
+    return sorted(shares, key=lambda s: (s.metric, -(s.share_better or 0.0), s.worse, -(s.mean_diff or 0.0),
+                                         s.strategy))
 
 
 def _num(value: float | None, sign: bool = True) -> str:

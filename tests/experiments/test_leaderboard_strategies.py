@@ -137,9 +137,11 @@ def test_markdown_section_and_csv_files(tmp_path: Path) -> None:
     assert head in text
     assert "| lp_ft | 4 | 4 | 4 | 0 | 100% | +0.0300 | 2/2 | 2/2 | 2/2 | 2/2 |" in text
     assert "| auto_rgn | 4 | 4 | 2 | 0 | 50% | " in text and "| bitfit | 4 | 0 | 0 | 0 | n/a | " in text
-    assert "| Modality | Task | Arch | lp_ft | auto_rgn | gradual_last_to_first | bitfit | lp |" in text
+    assert "| Modality | Task | Arch | lp_ft | gradual_last_to_first | auto_rgn | bitfit | lp |" in text
     mri_densenet = next(line for line in text.splitlines() if line.startswith("| mri | brain_mri | densenet121 |"))
     assert mri_densenet.split(" | ")[3].startswith("+0.0300 [") and mri_densenet.split(" | ")[3].endswith("] ▲")
+    # rows in share order; equal shares and losses by mean Δ (gradual +0.0105 before auto_rgn +0.0090)
+    assert text.index("| gradual_last_to_first | 4 |") < text.index("| auto_rgn | 4 |")
     write_leaderboard(rows, tmp_path, title="Study")
     shares = list(csv.DictReader(io.StringIO((tmp_path / "strategy_shares.csv").read_text())))
     lp_ft = next(r for r in shares if r["strategy"] == "lp_ft")
