@@ -49,7 +49,8 @@ class FederationSpec:
     dataset_dirs: dict[str, str] = field(default_factory=dict)
     workdir: str = "federated_output"
     name: str = "medxfer_fedavg"
-    key_metric: str = "val_mean_auc"
+    #: the validation metric the server selects the best global model by; None = the bundle's own key metric
+    key_metric: str | None = None
 
     def __post_init__(self) -> None:
         if self.rounds < 1 or self.local_epochs < 1:
@@ -128,6 +129,8 @@ def build_recipe(spec: FederationSpec, staging: str | Path) -> Any:
     if Path.cwd().resolve() != staging:
         raise ConfigError(f"build the recipe inside contextlib.chdir({staging}): the job names files relative to it")
 
+    from common.federated.model import bundle_key_metric
+
     overrides = {k: v for k, v in spec.overrides.items() if k in ("arch", "class_names", "num_classes")}
     recipe = FedAvgRecipe(
         name=spec.name,
@@ -137,7 +140,7 @@ def build_recipe(spec: FederationSpec, staging: str | Path) -> Any:
         min_clients=len(spec.sites),
         num_rounds=spec.rounds,
         train_script=CLIENT_SCRIPT.name,
-        key_metric=spec.key_metric,
+        key_metric=spec.key_metric or bundle_key_metric(spec.bundle),
         key_metric_mode="max",
     )
     set_per_site_config(recipe, {site: {"train_args": site_arguments(spec, site)} for site in spec.sites})

@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,7 +21,12 @@ import torch.nn as nn
 from common.errors import ConfigError
 from common.io import atomic_torch_save
 
-__all__ = ["bundle_network", "bundle_parser", "write_initial_model"]
+__all__ = ["POOLED_KEY_METRIC", "bundle_key_metric", "bundle_network", "bundle_parser", "check_pooled_results",
+           "write_initial_model"]
+
+#: the validation key metric of the bundles whose per-site test predictions ``simulate`` can pool (multi-label
+#: classification: :func:`common.federated.results.pooled_metrics` reads predictions.npz and reports ``mean_auc``)
+POOLED_KEY_METRIC = "val_mean_auc"
 
 
 def bundle_parser(bundle: str | os.PathLike, overrides: Mapping[str, Any] | None = None,
@@ -36,6 +42,46 @@ def bundle_parser(bundle: str | os.PathLike, overrides: Mapping[str, Any] | None
     parser.read_config([str(train), *(str(p) for p in extra or [])])
     parser.update({"bundle_root": str(root), **dict(overrides or {})})
     return parser
+
+
+def bundle_key_metric(bundle: str | os.PathLike) -> str:
+    """The name of the bundle's validation key metric (``validate#key_metric`` of ``configs/train.json``).
+
+    The server selects the best global model by the sites' mean of it, so it must be what the bundle's own validator
+    reports (``val_mean_auc``, ``val_macro_auc``, ``val_mean_dice`` ...).
+
+    Example:
+        >>> bundle_key_metric("bundles/breast_histology_segmentation_unet")  # doctest: +SKIP
+        'val_mean_dice'
+    """
+    train = Path(bundle).resolve() / "configs" / "train.json"
+    try:
+        names = list(json.loads(train.read_text()).get("validate", {}).get("key_metric") or {})
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"cannot read the key metric of {train}: {error}") from error
+    if len(names) != 1:
+        raise ConfigError(f"{train} needs exactly one validate#key_metric for federated model selection, found {names}")
+    return names[0]
+
+
+def check_pooled_results(bundle: str | os.PathLike) -> None:
+    """Refuse a bundle whose test reports ``simulate`` cannot pool into rounds.csv / results.csv.
+
+    The site side (FL overlays under MonaiAlgo, ``export``) works for every bundle with overlays; the simulator's
+    per-round and pooled results use the multi-label classification metrics (``mean_auc`` from predictions.npz).
+    Single-label bundles report ``macro_auc`` and segmentation bundles a Dice / HD95 report without predictions.npz,
+    so pooling them would fail only after the whole federation ran, or report a metric under the wrong name.
+
+    Raises:
+        ConfigError: the bundle's key metric is not :data:`POOLED_KEY_METRIC`.
+    """
+    metric = bundle_key_metric(bundle)
+    if metric != POOLED_KEY_METRIC:
+        raise ConfigError(
+            f"bundle {Path(bundle).name} is scored by {metric}: `simulate` pools the sites' test predictions with the "
+            f"multi-label classification metrics ({POOLED_KEY_METRIC}) only, so its rounds.csv/results.csv cannot be "
+            f"computed yet. Its FL overlays run under MonaiAlgo; use `export` and deploy the job, where each site "
+            f"keeps its own per-round reports (docs/federated.md)")
 
 
 def bundle_network(bundle: str, overrides: dict[str, Any] | None = None) -> nn.Module:

@@ -34,7 +34,7 @@ import torch
 from common.errors import ConfigError, DataError
 from common.federated.baselines import run_baselines
 from common.federated.job import INITIAL_MODEL, FederationSpec, build_recipe, site_arguments, validate_job_folder
-from common.federated.model import bundle_parser, write_initial_model
+from common.federated.model import bundle_key_metric, bundle_parser, check_pooled_results, write_initial_model
 from common.federated.results import (
     RESULT_COLUMNS,
     ROUND_COLUMNS,
@@ -102,6 +102,7 @@ def simulate(spec: FederationSpec, export_dir: str | Path | None = None, baselin
     """
     from nvflare.recipe.sim_env import SimEnv
 
+    check_pooled_results(spec.bundle)  # before the federation runs, not after
     start = time.monotonic()
     workdir = make_directory(Path(spec.workdir).resolve())
     export_dir = Path(export_dir).resolve() if export_dir is not None else None
@@ -124,7 +125,8 @@ def simulate(spec: FederationSpec, export_dir: str | Path | None = None, baselin
                             n_boot=int(spec.overrides.get("n_boot", 1000)), seed=int(settings["seed"]),
                             output_dir=workdir / "final_pooled")
     write_csv(workdir / "rounds.csv", rows, ROUND_COLUMNS)
-    val = [r["metrics"].get(spec.key_metric) for r in _sent(sites_root, spec)]
+    key_metric = spec.key_metric or bundle_key_metric(spec.bundle)
+    val = [r["metrics"].get(key_metric) for r in _sent(sites_root, spec)]
     row = results_row(name=f"federated-{Path(spec.bundle).name}-{strategy}-s{settings['seed']}",
                       bundle=Path(spec.bundle).name, arch=str(settings["arch"]), pretrained=str(settings["pretrained"]),
                       strategy=strategy, seed=int(settings["seed"]), value=pooled["mean_auc"], seconds=seconds,
