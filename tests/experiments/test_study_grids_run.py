@@ -1,6 +1,6 @@
 """The embedded study grids (d) and (e) run end to end through the runner, cut down to a few cells (1 epoch, 1 seed).
 
-The full embedded grids (80 and 20 cells, 16 and about 10 minutes on 2 shared cores with one torch thread) are run
+The full embedded grids (80 and 20 cells, 16 and 4 minutes on 2 shared cores with one torch thread) are run
 by hand:
 ``python -m common.experiments run configs/grids/d_modalities_embedded.yaml``.
 """
