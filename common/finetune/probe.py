@@ -25,7 +25,6 @@ from monai.bundle import ConfigParser
 from monai.data import DataLoader, Dataset, MetaTensor
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
-from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -123,22 +122,43 @@ def _probe() -> Any:
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
 
 
+def _one_hot_class_indices(y_train: np.ndarray, y_val: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Single-label class indices (one column holding 0..K-1, K > 2) as K one-vs-rest columns; others unchanged.
+
+    A one-column label with values 0/1 is already the binary task's positive column (the mammography bundle's
+    ``[1.0]``, a binary ``medical_image_classification`` datalist), so it is left as it is.
+    """
+    if y_train.shape[1] != 1 or np.isnan(y_train).any() or np.isnan(y_val).any():
+        return y_train, y_val
+    n_classes = int(max(y_train.max(), y_val.max())) + 1
+    if n_classes <= 2:
+        return y_train, y_val
+    eye = np.eye(n_classes, dtype=np.float32)
+    return eye[y_train[:, 0].astype(int)], eye[y_val[:, 0].astype(int)]
+
+
 def _probe_auc(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray) -> float:
-    """Mean validation AUC over classes with both label values in train and validation (NaN labels masked)."""
+    """Mean validation AUC over classes with both label values in train and validation (NaN labels masked).
+
+    Each class gets its own probe (one-vs-rest), fitted on the rows where its label is known; its score is the
+    probability of the class being present (``predict_proba[:, 1]``). Single-label class indices are one-hot first,
+    so a multi-class task gets the macro one-vs-rest AUC, as the single-label bundle reports it. (scikit-learn's
+    ``OneVsRestClassifier`` is not used: given one label column it returns ``[P(0), P(1)]``, and taking its first
+    column scored a binary task by the negative class, inverting the AUC.)
+    """
+    y_train, y_val = _one_hot_class_indices(y_train, y_val)
+
     def scorable(y: np.ndarray, c: int) -> bool:
         return len(np.unique(y[~np.isnan(y[:, c]), c])) == 2
 
     classes = [c for c in range(y_train.shape[1]) if scorable(y_train, c) and scorable(y_val, c)]
     if not classes:
         return math.nan
-    if not np.isnan(y_train[:, classes]).any():
-        scores = OneVsRestClassifier(_probe()).fit(x_train, y_train[:, classes]).predict_proba(x_val)
-        scores = scores.reshape(len(x_val), -1)
-    else:  # unknown (NaN) labels: the same one-vs-rest fits, each on the rows where its class is known
-        scores = np.stack([_probe().fit(x_train[known], y_train[known, c]).predict_proba(x_val)[:, 1]
-                           for c in classes for known in [~np.isnan(y_train[:, c])]], axis=1)
-    aucs = [roc_auc_score(y_val[known, c], scores[known, i])
-            for i, c in enumerate(classes) for known in [~np.isnan(y_val[:, c])]]
+    aucs = []
+    for c in classes:
+        fit_rows, val_rows = ~np.isnan(y_train[:, c]), ~np.isnan(y_val[:, c])
+        probe = _probe().fit(x_train[fit_rows], y_train[fit_rows, c])
+        aucs.append(roc_auc_score(y_val[val_rows, c], probe.predict_proba(x_val[val_rows])[:, 1]))
     return float(np.mean(aucs))
 
 

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 import torchvision
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from common.errors import ConfigError
 from common.finetune.probe import format_table, pool_features, probe_cutoff_layers, resolve_layers
@@ -98,3 +103,33 @@ def test_swin_stages_are_pooled_channel_last() -> None:
     rows = probe_cutoff_layers(model, ["features.1", "features.3", "norm"], batches(16, 0, size=32),
                                batches(16, 1, size=32))
     assert [r["feature_dim"] for r in rows] == [16, 32, 32]  # channels, not the 8 x 8 / 4 x 4 spatial grid
+
+
+def single_label_batches(n: int, seed: int, n_classes: int) -> list[dict[str, torch.Tensor]]:
+    """Single-label class indices as the single-label bundles batch them, shape (N, 1); class k brightens channel k."""
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % n_classes
+    images = torch.randn(n, 3, 8, 8, generator=gen)
+    images[torch.arange(n), labels] += 2.0
+    return [{"image": images[i: i + 8], "label": labels[i: i + 8, None].float()} for i in range(0, n, 8)]
+
+
+def _features_and_labels(batch_list: list[dict[str, torch.Tensor]]) -> tuple[np.ndarray, np.ndarray]:
+    images = torch.cat([b["image"] for b in batch_list])
+    return images.mean(dim=(2, 3)).numpy(), torch.cat([b["label"] for b in batch_list])[:, 0].long().numpy()
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_single_label_probe_scores_the_positive_class_and_macro_one_vs_rest(n_classes: int) -> None:
+    """One label column: a binary task is scored by P(class 1) (it was scored by P(class 0), AUC ~0 on separable
+    data); class indices of 3 classes get the macro one-vs-rest AUC, recomputed here with scikit-learn."""
+    train, val = single_label_batches(48, 0, n_classes), single_label_batches(32, 1, n_classes)
+    auc = probe_cutoff_layers(TwoStage(), ["informative"], train, val)[0]["val_mean_auc"]
+    x_train, y_train = _features_and_labels(train)
+    x_val, y_val = _features_and_labels(val)
+    expected = []
+    for c in range(n_classes) if n_classes > 2 else [1]:
+        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x_train, y_train == c)
+        expected.append(roc_auc_score(y_val == c, probe.predict_proba(x_val)[:, 1]))
+    assert auc == pytest.approx(float(np.mean(expected)), abs=1e-6)
+    assert auc > 0.9
