@@ -264,6 +264,7 @@ def _probe_cutoff(args: argparse.Namespace) -> None:
 
     chosen = {"pretrained": args.pretrained, "image_size": args.image_size, "num_workers": args.num_workers}
     overrides = {key: value for key, value in chosen.items() if value is not None}
+    overrides.update(dict(args.set or []))
     rows = probe_bundle_cutoff(args.bundle, args.dataset_dir, args.layers, max_batches=args.max_batches, **overrides)
     sys.stdout.write(format_table(rows) + "\n")
 
@@ -415,6 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--image-size", type=int, help="default: the bundle's image_size")
     probe.add_argument("--max-batches", type=int, help="use at most this many batches of each split")
     probe.add_argument("--num-workers", type=int, help="DataLoader workers reading images (default: the bundle's)")
+    probe.add_argument("--set", action="append", type=_parse_set, metavar="KEY=VALUE",
+                       help="any other top-level bundle setting (VALUE read as JSON; repeatable), e.g. "
+                            "--set class_names='[\"No Finding\",\"Effusion\"]' --set color=grey")  # fmt: skip
     probe.set_defaults(func=_probe_cutoff)
 
     explain = commands.add_parser("explain-eval", help="pointing game + IoU of a trained classifier's Grad-CAM "

@@ -273,3 +273,21 @@ def test_generate_sites_writes_two_hospitals_with_disjoint_patients(tmp_path: Pa
         datalist = json.loads((tmp_path / "fl" / site / "datalist.json").read_text())
         patients.append({item["patient_id"] for split in datalist.values() for item in split})
     assert patients[0] and patients[1] and not patients[0] & patients[1]
+
+
+def test_probe_cutoff_runs_on_a_single_label_datalist_with_set(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """``probe-cutoff --set`` gives the single-label bundle its classes and colour; the probe ranks the layers."""
+    root = tmp_path / "derm"
+    assert main(["generate-data", "dermoscopy", "--output-dir", str(root), "--patients", "24", "--image-size",
+                 "32"]) == 0  # fmt: skip
+    assert main(["prepare-data", "class-folders", "--dataset-dir", str(root), "--output", str(root / "datalist.json"),
+                 "--val-fraction", "0.3"]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["probe-cutoff", "--bundle", "bundles/medical_image_classification", "--dataset-dir", str(root),
+                 "--layers", "layer3", "layer4", "--pretrained", "none", "--image-size", "32", "--num-workers", "0",
+                 "--set", "arch=resnet18", "--set", 'class_names=["keratosis","melanoma","nevus"]',
+                 "--set", "check_images=false"]) == 0  # fmt: skip
+    rows = capsys.readouterr().out.splitlines()[1:]
+    aucs = [float(line.split()[2]) for line in rows]
+    assert [line.split()[0] for line in rows] == ["layer3", "layer4"] and all(0.0 <= a <= 1.0 for a in aucs)
