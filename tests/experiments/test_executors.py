@@ -209,3 +209,14 @@ def test_slurm_parameters_reach_the_sbatch_file(tmp_path: Path, monkeypatch: pyt
     for line in ("--partition=gpu", "--time=30", "--gpus-per-task=1", "--mem=32G", "--signal=USR2@90",
                  "--open-mode=append", f"--output={tmp_path}/slurm/%j/%j_0_log.out", "module load cuda"):
         assert line in sbatch, line
+
+
+def test_parallel_local_cells_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """N cells at once get OMP_NUM_THREADS = cores // N each; one cell, or a user's own setting, is left alone."""
+    from common.experiments.executors.local import thread_share
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    assert thread_share(4, {}) == {"OMP_NUM_THREADS": "4"}
+    assert thread_share(32, {}) == {"OMP_NUM_THREADS": "1"}
+    assert thread_share(1, {}) == {}
+    assert thread_share(4, {"OMP_NUM_THREADS": "2"}) == {}
