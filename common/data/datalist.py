@@ -190,7 +190,8 @@ def load_datalist(
     file = Path(datalist)
     if not file.is_file():
         message = (f"datalist not found: {file}; create it with `python -m common prepare-data DATASET --dataset-dir "
-                   f"DIR --output {file}` (DATASET: chestxray14, chestmnist, cbis-ddsm, inbreast or bcss; stage-2 "
+                   f"DIR --output {file}` (DATASET: chestxray14, chestmnist, cbis-ddsm, inbreast, bcss, class-folders, "
+                   f"label-csv or medmnist; see `python -m common prepare-data --help`; stage-2 "
                    f"data: `python -m common prepare-data general-medical --sources SOURCES --output DIR`)")
         if defer_missing:
             return MissingInputs(message)
