@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from common.bundle_runner import run_bundle
+from common.sharing.__main__ import main
 from common.sharing.errors import IntegrityError, SharingError, UnsafeArchiveError, VerificationError
 from common.sharing.fetch import fetch
 from common.sharing.pack import pack_bundle
@@ -164,15 +165,17 @@ def test_hub_source_needs_huggingface_hub(tmp_path: Path) -> None:
         pytest.skip("huggingface_hub is installed; the Hub itself cannot be reached offline")
 
 
-def test_cli_exit_codes(registry: Path, tmp_path: Path) -> None:
-    ok = subprocess.run([sys.executable, "-m", "common.sharing", "fetch", str(registry), "--to", str(tmp_path / "a"),
-                         "--quiet", "--no-verify"], capture_output=True, text=True, check=False)
-    assert ok.returncode == 0, ok.stderr
-    assert f"fetched {tmp_path / 'a' / CHEST}" in ok.stdout and "--no-verify: manifest hashes" in ok.stderr
+def test_cli_exit_codes(registry: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Statuses 0 and 1 through ``main`` in this process; status 2 through a real ``python -m common.sharing``
+    process, for the exit status and the one stderr line the shell sees."""
+    status = main(["fetch", str(registry), "--to", str(tmp_path / "a"), "--quiet", "--no-verify"])
+    ok = capsys.readouterr()
+    assert status == 0, ok.err
+    assert f"fetched {tmp_path / 'a' / CHEST}" in ok.out and "--no-verify: manifest hashes" in ok.err
     tampered = _tampered(_archive(registry, "0.3.1"), tmp_path / f"{CHEST}_v0.3.1.zip", "configs/inference.json")
-    refused = subprocess.run([sys.executable, "-m", "common.sharing", "fetch", str(tampered), "--to",
-                              str(tmp_path / "b"), "--quiet"], capture_output=True, text=True, check=False)
-    assert refused.returncode == 1 and "configs/inference.json" in refused.stderr
+    status = main(["fetch", str(tampered), "--to", str(tmp_path / "b"), "--quiet"])
+    refused = capsys.readouterr()
+    assert status == 1 and "configs/inference.json" in refused.err
     missing = subprocess.run([sys.executable, "-m", "common.sharing", "fetch", str(tmp_path / "nothing.zip"),
                               "--to", str(tmp_path / "c")], capture_output=True, text=True, check=False)
     assert missing.returncode == 2 and missing.stderr.startswith("error: ") and missing.stderr.count("\n") == 1
