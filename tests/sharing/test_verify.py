@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from common.sharing.__main__ import main
 from common.sharing.manifest import file_sha256, write_manifest
 from common.sharing.safezip import safe_extract
 from common.sharing.signing import keygen, sign_manifest
@@ -332,15 +333,21 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
                           text=True, check=False, timeout=600)
 
 
-def test_cli_exit_codes_and_json(packed: Path, tmp_path: Path, keys: dict[str, Path]) -> None:
-    ok = run_cli(str(packed), "--trusted-keys", str(keys["trusted"]), "--json", "--report", str(tmp_path / "r.json"))
-    assert ok.returncode == 0, ok.stderr
-    assert json.loads(ok.stdout)["ok"] is True
+def test_cli_exit_codes_and_json(packed: Path, tmp_path: Path, keys: dict[str, Path],
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Statuses 0 and 1 through ``main`` in this process; status 2 through a real ``python -m common.sharing``
+    process, for the exit status and the stderr line the shell sees."""
+    status = main(["verify", str(packed), "--trusted-keys", str(keys["trusted"]), "--json", "--report",
+                   str(tmp_path / "r.json")])
+    ok = capsys.readouterr()
+    assert status == 0, ok.err
+    assert json.loads(ok.out)["ok"] is True
     assert json.loads((tmp_path / "r.json").read_text())["counts"]["pass"] == 11
     tampered = received(packed, tmp_path, lambda f: (f / "LICENSE").write_text("changed"))
-    failed = run_cli(str(tampered))
-    assert failed.returncode == 1
-    assert "FAIL     manifest        LICENSE: changed" in failed.stdout
+    status = main(["verify", str(tampered)])
+    failed = capsys.readouterr()
+    assert status == 1
+    assert "FAIL     manifest        LICENSE: changed" in failed.out
     missing = run_cli(str(tmp_path / "nowhere.zip"))
     assert missing.returncode == 2
     assert missing.stderr.strip().splitlines()[-1] == (f"error: {tmp_path / 'nowhere.zip'}: no such bundle archive "
