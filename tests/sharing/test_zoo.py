@@ -180,22 +180,11 @@ def run_zoo_isolated(bundles: list[Path], workdir: Path, env: dict[str, str]) ->
     return json.loads(done.stdout[done.stdout.index("["):])
 
 
-#: the packed check runs on one bundle per distinct path; all six pass full mode unpacked above
-#: (test_repository_bundle_passes_full_mode). medical_general_pretraining: classification, scripted TorchScript,
-#: ImageNet weights by default, and the largest vendored closure (87 modules, the only one reaching the
-#: general_medical data modules); chest's vendored code runs without medxfer in test_vendor and test_fetch.
-#: breast_histology_segmentation_swin_unetr: segmentation (a segmentation network, the masks and BCSS modules) and
-#: the only traced TorchScript export; the U-Net bundle vendors the identical 78-module closure, scripted.
-PACKED_BUNDLES = ["medical_general_pretraining", "breast_histology_segmentation_swin_unetr"]
-
-
 @needs_schema
 def test_packed_bundles_pass_full_mode_without_medxfer(tmp_path: Path, imagenet_hub: Path) -> None:
-    """Packed, then checked where medxfer is not importable: a classification and a segmentation bundle
-    (:data:`PACKED_BUNDLES`, chosen for their distinct code paths; two instead of six to keep the suite short)."""
     pack = pytest.importorskip("common.sharing.pack", reason="common.sharing.pack (the pack verb) has not landed")
     unpacked = []
-    for name in PACKED_BUNDLES:
+    for name in ALL_BUNDLES:
         root = zoo_ready_copy(name, tmp_path / "site", card=True)
         archive = pack.pack_bundle(root, tmp_path / "outbox", record=False)
         with zipfile.ZipFile(archive) as zipped:
@@ -204,4 +193,4 @@ def test_packed_bundles_pass_full_mode_without_medxfer(tmp_path: Path, imagenet_
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"TORCH_HOME": str(imagenet_hub)}
     reports = run_zoo_isolated(unpacked, tmp_path, env)
     failed = {Path(r["bundle"]).name: {c["name"]: c["detail"] for c in r["checks"] if not c["ok"]} for r in reports}
-    assert failed == {name: {} for name in PACKED_BUNDLES}
+    assert failed == {name: {} for name in ALL_BUNDLES}
