@@ -69,8 +69,13 @@ class MedxferApp(MONAILabelApp):
         return {name: BundleInferTask(bundle, self.predictors[name]) for name, bundle in self.bundles.items()}
 
     def init_trainers(self) -> dict[str, TrainTask]:
-        """One train task per bundle (the bundle's own ``train.json``)."""
-        return {name: BundleTrainTask(bundle, min_labels=self.min_labels) for name, bundle in self.bundles.items()}
+        """One train task per bundle the saved labels can train (the bundle's own ``train.json``).
+
+        Single-label bundles get none yet (:attr:`LabelBundle.trainable_from_labels`): ``/train/<bundle>`` answers
+        that no such trainer exists instead of starting a job that would refuse every saved label.
+        """
+        return {name: BundleTrainTask(bundle, min_labels=self.min_labels) for name, bundle in self.bundles.items()
+                if bundle.trainable_from_labels}
 
     def init_strategies(self) -> dict[str, Strategy]:
         """``uncertainty`` and ``random`` (both per bundle: params ``{"model": <bundle>}``)."""

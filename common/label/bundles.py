@@ -62,6 +62,10 @@ def _read_json(file: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read {file}: {err}") from err
 
 
+#: the loss of single-label bundles, whose class-index labels the datastore does not write (see LabelBundle)
+SINGLE_LABEL_LOSS = "common.losses.SingleLabelLoss"
+
+
 @dataclass(frozen=True)
 class LabelBundle:
     """One bundle as served: configs from ``source``, state under ``root``.
@@ -82,6 +86,18 @@ class LabelBundle:
     def metadata(self) -> dict[str, Any]:
         """``configs/metadata.json``."""
         return _read_json(self.source / "configs" / "metadata.json")
+
+    @property
+    def trainable_from_labels(self) -> bool:
+        """Whether the labels this server saves can train the bundle.
+
+        The datastore saves multi-label findings (a list per image) and segmentation masks; a single-label bundle
+        (its ``train.json`` trains with ``common.losses.SingleLabelLoss``, e.g. ``medical_image_classification``)
+        takes one class index per image, which the store does not write yet, so it is served for inference and
+        active learning only.
+        """
+        loss = _read_json(self.config_file("train.json")).get("loss")
+        return not (isinstance(loss, dict) and loss.get("_target_") == SINGLE_LABEL_LOSS)
 
     def config_file(self, name: str) -> Path:
         """``configs/<name>`` of the bundle (``ConfigError`` if missing)."""
