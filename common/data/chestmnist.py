@@ -98,6 +98,26 @@ def write_medmnist_split(images: np.ndarray, labels: np.ndarray, prefix: str, im
     return items
 
 
+def open_medmnist_npz(path: Path, datalist_names: Sequence[str]) -> Any:
+    """Open a MedMNIST npz (no pickles) after checking the datalist names; typed errors name the file.
+
+    Shared by the ChestMNIST and the single-label MedMNIST adapters.
+
+    Raises:
+        ConfigError: a datalist name that is not a plain file name beside ``images/``.
+        DataError: the file is missing or not a readable npz.
+    """
+    unfit = [n for n in datalist_names if Path(n).name != n or n in ("images", "", ".", "..")]
+    if unfit:
+        raise ConfigError(f"datalist names must be plain file names beside images/, got {unfit}")
+    if not path.is_file():
+        raise DataError(f"MedMNIST file not found: {path}")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        raise DataError(f"cannot read MedMNIST file {path}: {err}") from err
+
+
 def load_chestmnist_datalist(
     npz_path: str | os.PathLike, output_dir: str | os.PathLike, n_labels: int = 14,
     datalist_names: Sequence[str] = ("datalist.json",),
@@ -132,15 +152,7 @@ def load_chestmnist_datalist(
     """
     path = Path(npz_path)
     out = Path(output_dir)
-    unfit = [n for n in datalist_names if Path(n).name != n or n in ("images", "", ".", "..")]
-    if unfit:
-        raise ConfigError(f"datalist names must be plain file names beside images/, got {unfit}")
-    if not path.is_file():
-        raise DataError(f"MedMNIST file not found: {path}")
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
-        raise DataError(f"cannot read MedMNIST file {path}: {err}") from err
+    archive = open_medmnist_npz(path, datalist_names)
     datalist: dict[str, list[dict[str, Any]]] = {}
     with archive, atomic_entries(out) as staging:
         for prefix in MEDMNIST_SPLITS:  # every key present before any PNG is written

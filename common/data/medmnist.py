@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from common.data.chestmnist import MEDMNIST_SPLITS, load_chestmnist_datalist, read_npz_array
+from common.data.chestmnist import MEDMNIST_SPLITS, load_chestmnist_datalist, open_medmnist_npz, read_npz_array
 from common.errors import ConfigError, DataError
 from common.io import atomic_write_json
 from common.staging import atomic_entries
@@ -178,15 +177,7 @@ def load_medmnist_datalist(
     if flag == "chestmnist":
         return load_chestmnist_datalist(path, output_dir, datalist_names=datalist_names)
     info = MEDMNIST_INFO[flag]
-    unfit = [n for n in datalist_names if Path(n).name != n or n in ("images", "", ".", "..")]
-    if unfit:
-        raise ConfigError(f"datalist names must be plain file names beside images/, got {unfit}")
-    if not path.is_file():
-        raise DataError(f"MedMNIST file not found: {path}")
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
-        raise DataError(f"cannot read MedMNIST file {path}: {err}") from err
+    archive = open_medmnist_npz(path, datalist_names)
     datalist: dict[str, Any] = {"classes": list(info.classes)}
     with archive, atomic_entries(output_dir) as staging:
         missing = [f"{p}_{k}" for p in MEDMNIST_SPLITS for k in ("images", "labels") if f"{p}_{k}" not in archive.files]
