@@ -50,8 +50,10 @@ __all__ = ["RESULT_COLUMNS", "GridRun", "read_results", "run_grid"]
 
 logger = logging.getLogger(__name__)
 
-#: results.csv: the columns the leaderboard reads, the best validation value of each run and the task's modality.
-RESULT_COLUMNS = (*REQUIRED_COLUMNS, "val_metric", "modality")
+#: results.csv: the columns the leaderboard reads, the best validation value of each run, the task's modality and the
+#: training mode (``local``: one site's data, the default; ``pooled``; ``federated``; ``local-<site>``: one site of a
+#: federation alone).
+RESULT_COLUMNS = (*REQUIRED_COLUMNS, "val_metric", "modality", "training")
 
 
 @dataclass

@@ -3,8 +3,8 @@
 Both train the same bundle with the same strategy and settings for as many epochs as the federation trained in
 total (``rounds * local_epochs``), single-site (``configs/train.json``), and are evaluated exactly like the final
 global model: on every site's test split through the site evaluation path, then pooled. Their rows join the
-federated one in ``results.csv`` (strategy ``"<s>+local-<site>"`` / ``"<s>+pooled"``), so one leaderboard ranks
-federated vs local-only vs pooled.
+federated one in ``results.csv`` (training mode ``local-<site>`` / ``pooled``), so one leaderboard ranks federated vs
+local-only vs pooled.
 
 Example:
     >>> rows = run_baselines(spec, "ft", settings)  # doctest: +SKIP
@@ -17,12 +17,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from common.errors import ConfigError
 from common.federated.job import FederationSpec, site_arguments
 from common.federated.results import pooled_metrics, results_row
 from common.federated.site import evaluate_weights
 from common.io import atomic_write_json, make_directory
 
-__all__ = ["pooled_datalist", "run_baselines"]
+__all__ = ["pooled_datalist", "reference_modes", "run_baselines", "run_reference", "train_alone"]
 
 
 def pooled_datalist(spec: FederationSpec, path: Path) -> Path:
@@ -38,8 +39,9 @@ def pooled_datalist(spec: FederationSpec, path: Path) -> Path:
     return common_root
 
 
-def _train(spec: FederationSpec, out: Path, datalist: str, dataset_dir: str) -> dict[str, Any]:
-    """Train the bundle alone; the final network's state dict (the last epoch, as the final global model is)."""
+def train_alone(spec: FederationSpec, out: Path, datalist: str, dataset_dir: str) -> dict[str, Any]:
+    """Train the bundle alone (``train.json`` + the spec's strategy) for ``rounds * local_epochs`` epochs; the final
+    network's state dict (the last epoch, as the final global model is)."""
     from monai.bundle import ConfigWorkflow
 
     bundle = Path(spec.bundle)
@@ -55,30 +57,51 @@ def _train(spec: FederationSpec, out: Path, datalist: str, dataset_dir: str) -> 
     return state
 
 
-def run_baselines(spec: FederationSpec, strategy: str, settings: dict[str, Any]) -> list[dict[str, Any]]:
-    """Train and evaluate the local-only (one per site) and pooled references; their ``results.csv`` rows."""
+def reference_modes(spec: FederationSpec) -> list[str]:
+    """The references of ``spec``: ``local-<site>`` for each site, then ``pooled``.
+
+    Example:
+        >>> reference_modes(spec)  # doctest: +SKIP
+        ['local-site-1', 'local-site-2', 'pooled']
+    """
+    return [*(f"local-{site}" for site in spec.sites), "pooled"]
+
+
+def run_reference(spec: FederationSpec, mode: str, strategy: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """Train one reference (``mode``: ``local-<site>`` or ``pooled``) under ``spec.workdir/baselines/<mode>``, evaluate
+    it on every site's test split and pooled; its ``results.csv`` row (``training`` = ``mode``).
+
+    Raises:
+        ConfigError: ``mode`` is not one of :func:`reference_modes`.
+    """
     import time
 
+    if mode not in reference_modes(spec):
+        raise ConfigError(f"unknown reference {mode!r}; expected one of {reference_modes(spec)}")
     root = make_directory(Path(spec.workdir) / "baselines")
-    runs = {f"local-{site}": (spec.sites[site], str(spec.dataset_dirs.get(site) or Path(spec.sites[site]).parent))
-            for site in spec.sites}
-    pooled_root = pooled_datalist(spec, root / "pooled_datalist.json")
-    runs["pooled"] = (str(root / "pooled_datalist.json"), str(pooled_root))
-    rows = []
-    for name, (datalist, dataset_dir) in runs.items():
-        start = time.monotonic()
-        weights = _train(spec, root / name, datalist, dataset_dir)
-        eval_spec = FederationSpec(bundle=spec.bundle, sites=spec.sites, overrides=spec.overrides,
-                                   dataset_dirs=spec.dataset_dirs, workdir=str(root / name / "evaluation"))
-        for site in spec.sites:
-            evaluate_weights(site_arguments(eval_spec, site).split(), weights)
-        reports = [root / name / "evaluation" / "sites" / s / "rounds" / "final" for s in spec.sites]
-        pooled = pooled_metrics(reports, settings["class_names"], n_boot=int(spec.overrides.get("n_boot", 1000)),
-                                seed=int(settings["seed"]), output_dir=root / name / "pooled_test")
-        rows.append(results_row(name=f"{name}-{Path(spec.bundle).name}-{strategy}-s{settings['seed']}",
-                                bundle=Path(spec.bundle).name, arch=str(settings["arch"]),
-                                pretrained=str(settings["pretrained"]), strategy=strategy, seed=int(settings["seed"]),
-                                value=pooled["mean_auc"], seconds=time.monotonic() - start,
-                                eval_dir=str(root / name / "pooled_test"), val_metric=None, n_sites=len(spec.sites),
-                                mode=name))
-    return rows
+    if mode == "pooled":
+        pooled_root = pooled_datalist(spec, root / "pooled_datalist.json")
+        datalist, dataset_dir = str(root / "pooled_datalist.json"), str(pooled_root)
+    else:
+        site = mode.removeprefix("local-")
+        datalist, dataset_dir = spec.sites[site], str(spec.dataset_dirs.get(site) or Path(spec.sites[site]).parent)
+    start = time.monotonic()
+    weights = train_alone(spec, root / mode, datalist, dataset_dir)
+    eval_spec = FederationSpec(bundle=spec.bundle, sites=spec.sites, overrides=spec.overrides,
+                               dataset_dirs=spec.dataset_dirs, workdir=str(root / mode / "evaluation"))
+    for site in spec.sites:
+        evaluate_weights(site_arguments(eval_spec, site).split(), weights)
+    reports = [root / mode / "evaluation" / "sites" / s / "rounds" / "final" for s in spec.sites]
+    pooled = pooled_metrics(reports, settings["class_names"], n_boot=int(spec.overrides.get("n_boot", 1000)),
+                            seed=int(settings["seed"]), output_dir=root / mode / "pooled_test")
+    return results_row(name=f"{mode}-{Path(spec.bundle).name}-{strategy}-s{settings['seed']}",
+                       bundle=Path(spec.bundle).name, arch=str(settings["arch"]),
+                       pretrained=str(settings["pretrained"]), strategy=strategy, seed=int(settings["seed"]),
+                       value=pooled["mean_auc"],
+                       seconds=time.monotonic() - start, eval_dir=str(root / mode / "pooled_test"), val_metric=None,
+                       training=mode)
+
+
+def run_baselines(spec: FederationSpec, strategy: str, settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """Train and evaluate the local-only (one per site) and pooled references; their ``results.csv`` rows."""
+    return [run_reference(spec, mode, strategy, settings) for mode in reference_modes(spec)]

@@ -30,7 +30,7 @@ ROUND_COLUMNS = ("round", "site", "metric", "value", "n_images")
 #: results.csv columns (common.experiments.runner.RESULT_COLUMNS; kept equal by a test, not imported: the
 #: experiments package imports the bundles' machinery and must not become a dependency of a site)
 RESULT_COLUMNS = ("cell", "bundle", "arch", "stage1", "stage2", "strategy", "seed", "metric", "value", "seconds",
-                  "eval_dir", "val_metric", "modality")
+                  "eval_dir", "val_metric", "modality", "training")
 
 
 def pooled_metrics(report_dirs: Sequence[Path], class_names: Sequence[str], n_boot: int = 0,
@@ -82,18 +82,17 @@ def collect_rounds(site_root: str | os.PathLike, sites: Sequence[str], class_nam
 
 
 def results_row(*, name: str, bundle: str, arch: str, pretrained: str, strategy: str, seed: int, value: float,
-                seconds: float, eval_dir: str, val_metric: float | None, n_sites: int,
-                metric: str = "mean_auc", mode: str | None = None) -> dict[str, Any]:
+                seconds: float, eval_dir: str, val_metric: float | None, metric: str = "mean_auc",
+                training: str = "federated") -> dict[str, Any]:
     """One ``results.csv`` row: a model evaluated on the sites' pooled test splits.
 
-    The training mode is carried in ``strategy`` (``"<strategy>+fedavg<n>"``; ``mode`` = ``"local-<site>"`` or
-    ``"pooled"`` for the references) until grids have a training-mode column, so the leaderboard lists federated next
-    to local and pooled runs of the same strategy.
+    ``training`` is the results' training-mode column: ``"federated"``, ``"pooled"`` or ``"local-<site>"`` (one site
+    alone), so the leaderboard compares the modes of one strategy side by side.
     """
     return {"cell": name, "bundle": bundle, "arch": arch, "stage1": pretrained, "stage2": "none",
-            "strategy": f"{strategy}+{mode or f'fedavg{n_sites}'}", "seed": seed, "metric": metric, "value": value,
+            "strategy": strategy, "seed": seed, "metric": metric, "value": value,
             "seconds": round(seconds, 1), "eval_dir": eval_dir, "val_metric": "" if val_metric is None else val_metric,
-            "modality": ""}
+            "modality": "", "training": training}
 
 
 def write_csv(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Path:

@@ -131,7 +131,7 @@ def simulate(spec: FederationSpec, export_dir: str | Path | None = None, baselin
                       bundle=Path(spec.bundle).name, arch=str(settings["arch"]), pretrained=str(settings["pretrained"]),
                       strategy=strategy, seed=int(settings["seed"]), value=pooled["mean_auc"], seconds=seconds,
                       eval_dir=str(workdir / "final_pooled"), val_metric=max(v for v in val if v is not None) if any(
-                          v is not None for v in val) else None, n_sites=len(spec.sites))
+                          v is not None for v in val) else None)
     references = run_baselines(spec, strategy, settings) if baselines else []
     write_csv(workdir / "results.csv", [row, *references], RESULT_COLUMNS)
     summary = {"rounds": spec.rounds, "local_epochs": spec.local_epochs, "strategy": strategy,

@@ -75,7 +75,7 @@ def test_results_csv_is_in_the_experiment_runner_format(federation: tuple) -> No
         reader = csv.DictReader(handle)
         assert tuple(reader.fieldnames or ()) == RESULT_COLUMNS
         runs = parse_runs(list(reader))
-    assert len(runs) == 1 and runs[0].strategy == "lp+fedavg2" and runs[0].value == summary["final_pooled"]
+    assert len(runs) == 1 and runs[0].strategy == "lp" and runs[0].value == summary["final_pooled"]
 
 
 def test_sites_sent_model_tensors_and_scalars_only(federation: tuple, fl_sites: dict) -> None:
