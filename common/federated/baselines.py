@@ -19,6 +19,7 @@ from typing import Any
 
 from common.errors import ConfigError
 from common.federated.job import FederationSpec, site_arguments
+from common.federated.model import check_pooled_results
 from common.federated.results import pooled_metrics, results_row
 from common.federated.site import evaluate_weights
 from common.io import atomic_write_json, make_directory
@@ -69,15 +70,17 @@ def reference_modes(spec: FederationSpec) -> list[str]:
 
 def run_reference(spec: FederationSpec, mode: str, strategy: str, settings: dict[str, Any]) -> dict[str, Any]:
     """Train one reference (``mode``: ``local-<site>`` or ``pooled``) under ``spec.workdir/baselines/<mode>``, evaluate
-    it on every site's test split and pooled; its ``results.csv`` row (``training`` = ``mode``).
+    it on every site's test split and pooled; its ``results.csv`` row (``training`` = ``mode``), scored by the
+    bundle's own test metric (``mean_auc``, ``macro_auc`` or ``mean_dice``) as the federated row is.
 
     Raises:
-        ConfigError: ``mode`` is not one of :func:`reference_modes`.
+        ConfigError: ``mode`` is not one of :func:`reference_modes`, or ``simulate`` cannot pool the bundle's metric.
     """
     import time
 
     if mode not in reference_modes(spec):
         raise ConfigError(f"unknown reference {mode!r}; expected one of {reference_modes(spec)}")
+    metric = check_pooled_results(spec.bundle)  # before training, not after
     root = make_directory(Path(spec.workdir) / "baselines")
     if mode == "pooled":
         pooled_root = pooled_datalist(spec, root / "pooled_datalist.json")
@@ -93,13 +96,13 @@ def run_reference(spec: FederationSpec, mode: str, strategy: str, settings: dict
         evaluate_weights(site_arguments(eval_spec, site).split(), weights)
     reports = [root / mode / "evaluation" / "sites" / s / "rounds" / "final" for s in spec.sites]
     pooled = pooled_metrics(reports, settings["class_names"], n_boot=int(spec.overrides.get("n_boot", 1000)),
-                            seed=int(settings["seed"]), output_dir=root / mode / "pooled_test")
+                            seed=int(settings["seed"]), output_dir=root / mode / "pooled_test", metric=metric,
+                            title=f"Reference {mode}: pooled test")
     return results_row(name=f"{mode}-{Path(spec.bundle).name}-{strategy}-s{settings['seed']}",
                        bundle=Path(spec.bundle).name, arch=str(settings["arch"]),
                        pretrained=str(settings["pretrained"]), strategy=strategy, seed=int(settings["seed"]),
-                       value=pooled["mean_auc"],
-                       seconds=time.monotonic() - start, eval_dir=str(root / mode / "pooled_test"), val_metric=None,
-                       training=mode)
+                       value=pooled[metric], seconds=time.monotonic() - start,
+                       eval_dir=str(root / mode / "pooled_test"), val_metric=None, metric=metric, training=mode)
 
 
 def run_baselines(spec: FederationSpec, strategy: str, settings: dict[str, Any]) -> list[dict[str, Any]]:

@@ -21,12 +21,16 @@ import torch.nn as nn
 from common.errors import ConfigError
 from common.io import atomic_torch_save
 
-__all__ = ["POOLED_KEY_METRIC", "bundle_key_metric", "bundle_network", "bundle_parser", "check_pooled_results",
+__all__ = ["POOLED_TEST_METRICS", "bundle_key_metric", "bundle_network", "bundle_parser", "check_pooled_results",
            "write_initial_model"]
 
-#: the validation key metric of the bundles whose per-site test predictions ``simulate`` can pool (multi-label
-#: classification: :func:`common.federated.results.pooled_metrics` reads predictions.npz and reports ``mean_auc``)
-POOLED_KEY_METRIC = "val_mean_auc"
+#: validation key metric -> the test metric ``simulate`` pools across sites (the same name in each site's
+#: ``metrics.json``; :func:`common.federated.results.pooled_metrics` knows how to pool each of them)
+POOLED_TEST_METRICS = {
+    "val_mean_auc": "mean_auc",  # multi-label classification: predictions.npz
+    "val_macro_auc": "macro_auc",  # single-label classification: predictions.npz (y_true one-hot)
+    "val_mean_dice": "mean_dice",  # segmentation: the pixel confusion matrix in metrics.json
+}
 
 
 def bundle_parser(bundle: str | os.PathLike, overrides: Mapping[str, Any] | None = None,
@@ -64,24 +68,28 @@ def bundle_key_metric(bundle: str | os.PathLike) -> str:
     return names[0]
 
 
-def check_pooled_results(bundle: str | os.PathLike) -> None:
-    """Refuse a bundle whose test reports ``simulate`` cannot pool into rounds.csv / results.csv.
+def check_pooled_results(bundle: str | os.PathLike) -> str:
+    """The test metric ``simulate`` reports for ``bundle`` (per round, per site and pooled), or a refusal.
 
-    The site side (FL overlays under MonaiAlgo, ``export``) works for every bundle with overlays; the simulator's
-    per-round and pooled results use the multi-label classification metrics (``mean_auc`` from predictions.npz).
-    Single-label bundles report ``macro_auc`` and segmentation bundles a Dice / HD95 report without predictions.npz,
-    so pooling them would fail only after the whole federation ran, or report a metric under the wrong name.
+    The metric is the bundle's own: its validation key metric without ``val_`` (``mean_auc`` for multi-label,
+    ``macro_auc`` for single-label classification, ``mean_dice`` for segmentation), which is also the key of each
+    site's ``metrics.json``. A bundle scored by anything else is refused before the federation runs, not after.
+
+    Example:
+        >>> check_pooled_results("bundles/breast_histology_segmentation_unet")  # doctest: +SKIP
+        'mean_dice'
 
     Raises:
-        ConfigError: the bundle's key metric is not :data:`POOLED_KEY_METRIC`.
+        ConfigError: the bundle's key metric is not one of :data:`POOLED_TEST_METRICS`.
     """
     metric = bundle_key_metric(bundle)
-    if metric != POOLED_KEY_METRIC:
+    if metric not in POOLED_TEST_METRICS:
         raise ConfigError(
-            f"bundle {Path(bundle).name} is scored by {metric}: `simulate` pools the sites' test predictions with the "
-            f"multi-label classification metrics ({POOLED_KEY_METRIC}) only, so its rounds.csv/results.csv cannot be "
-            f"computed yet. Its FL overlays run under MonaiAlgo; use `export` and deploy the job, where each site "
-            f"keeps its own per-round reports (docs/federated.md)")
+            f"bundle {Path(bundle).name} is scored by {metric}: `simulate` can pool the sites' test reports of "
+            f"{', '.join(POOLED_TEST_METRICS)} only, so its rounds.csv/results.csv cannot be computed. Its FL overlays "
+            f"run under MonaiAlgo; use `export` and deploy the job, where each site keeps its own per-round reports "
+            f"(docs/federated.md)")
+    return POOLED_TEST_METRICS[metric]
 
 
 def bundle_network(bundle: str, overrides: dict[str, Any] | None = None) -> nn.Module:

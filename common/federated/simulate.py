@@ -7,11 +7,16 @@ Outputs under ``--output``::
     sites/<site>/           what each site wrote: models/ (model.pt, model_final.pt), rounds/round_<r>/ and
                             rounds/final/ (the bundle's evaluation report of the global model on the local test
                             split), rounds/*/sent.json (names + scalars of what the site sent)
-    final_pooled/           the final global model's report on all sites' test splits pooled
+    final_pooled/           the final global model's report on all sites' test splits pooled (the bundle's own
+                            report format: classification, single-label or segmentation)
     rounds.csv              round, site (or "pooled"), metric, value, n_images; round r = the global model after r
                             aggregations (0: the starting model, --rounds: the final one)
     results.csv             one row in the experiment runner's format (python -m common.experiments report)
-    summary.json
+    summary.json            metric, final_pooled and sites (per-site values) in it, baselines, timing
+
+The metric is the bundle's own test metric (:func:`~common.federated.model.check_pooled_results`): ``mean_auc``
+(multi-label), ``macro_auc`` (single-label) or ``mean_dice`` (segmentation); pooled values are exact on the union
+of the sites' test splits (:func:`~common.federated.results.pooled_metrics`).
 
 Example:
     >>> spec = FederationSpec(bundle="bundles/chest_xray_classification", sites={"site-1": "/d1/datalist.json",
@@ -102,7 +107,7 @@ def simulate(spec: FederationSpec, export_dir: str | Path | None = None, baselin
     """
     from nvflare.recipe.sim_env import SimEnv
 
-    check_pooled_results(spec.bundle)  # before the federation runs, not after
+    metric = check_pooled_results(spec.bundle)  # before the federation runs, not after
     start = time.monotonic()
     workdir = make_directory(Path(spec.workdir).resolve())
     export_dir = Path(export_dir).resolve() if export_dir is not None else None
@@ -120,24 +125,24 @@ def simulate(spec: FederationSpec, export_dir: str | Path | None = None, baselin
     seconds = time.monotonic() - start
     class_names = list(settings["class_names"])
     sites_root = workdir / "sites"
-    rows = collect_rounds(sites_root, list(spec.sites), class_names, spec.rounds)
+    rows = collect_rounds(sites_root, list(spec.sites), class_names, spec.rounds, metric=metric)
     pooled = pooled_metrics([sites_root / s / "rounds" / "final" for s in spec.sites], class_names,
                             n_boot=int(spec.overrides.get("n_boot", 1000)), seed=int(settings["seed"]),
-                            output_dir=workdir / "final_pooled")
+                            output_dir=workdir / "final_pooled", metric=metric)
     write_csv(workdir / "rounds.csv", rows, ROUND_COLUMNS)
     key_metric = spec.key_metric or bundle_key_metric(spec.bundle)
     val = [r["metrics"].get(key_metric) for r in _sent(sites_root, spec)]
     row = results_row(name=f"federated-{Path(spec.bundle).name}-{strategy}-s{settings['seed']}",
                       bundle=Path(spec.bundle).name, arch=str(settings["arch"]), pretrained=str(settings["pretrained"]),
-                      strategy=strategy, seed=int(settings["seed"]), value=pooled["mean_auc"], seconds=seconds,
+                      strategy=strategy, seed=int(settings["seed"]), value=pooled[metric], seconds=seconds,
                       eval_dir=str(workdir / "final_pooled"), val_metric=max(v for v in val if v is not None) if any(
-                          v is not None for v in val) else None)
+                          v is not None for v in val) else None, metric=metric)
     references = run_baselines(spec, strategy, settings) if baselines else []
     write_csv(workdir / "results.csv", [row, *references], RESULT_COLUMNS)
-    summary = {"rounds": spec.rounds, "local_epochs": spec.local_epochs, "strategy": strategy,
-               "sites": {s: f.get("mean_auc") for s, f in finals.items()}, "final_pooled": pooled.get("mean_auc"),
+    summary = {"rounds": spec.rounds, "local_epochs": spec.local_epochs, "strategy": strategy, "metric": metric,
+               "sites": {s: f.get(metric) for s, f in finals.items()}, "final_pooled": pooled.get(metric),
                "seconds": round(seconds, 1), "global_model": str(server_app / "FL_global_model.pt"),
-               "baselines": {r["strategy"]: r["value"] for r in references}}
+               "baselines": {r["training"]: r["value"] for r in references}}  # local-<site> / pooled
     atomic_write_json(workdir / "summary.json", summary)
     return summary
 

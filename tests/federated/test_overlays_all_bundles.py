@@ -18,10 +18,9 @@ import torch
 from monai.fl.utils.constants import ExtraItems, WeightType
 from monai.fl.utils.exchange_object import ExchangeObject
 
-from common.errors import ConfigError
 from common.federated.job import FederationSpec
-from common.federated.model import bundle_key_metric, check_pooled_results
-from common.federated.simulate import export_job, simulate
+from common.federated.model import bundle_key_metric
+from common.federated.simulate import export_job
 from common.federated.site import build_algo, keep_report, outgoing_payload, parse_site_args, train_round
 from common.synthetic import make_embedded_dataset
 from common.synthetic.general_medical import make_general_medical_dataset
@@ -105,17 +104,6 @@ def test_server_selects_by_each_bundles_own_key_metric() -> None:
     assert {name: bundle_key_metric(REPO / "bundles" / name) for name in CASES} == {
         name: case[3] for name, case in CASES.items()}
     assert bundle_key_metric(REPO / "bundles" / "chest_xray_classification") == "val_mean_auc"
-
-
-@pytest.mark.parametrize("name", ["medical_image_classification", "breast_histology_segmentation_unet",
-                                  "breast_histology_segmentation_swin_unetr"])
-def test_simulate_refuses_bundles_it_cannot_pool_before_running(name: str, tmp_path: Path) -> None:
-    spec = FederationSpec(bundle=str(REPO / "bundles" / name), sites={"site-1": str(tmp_path / "datalist.json")},
-                          workdir=str(tmp_path / "run"))
-    with pytest.raises(ConfigError, match=r"scored by val_(macro_auc|mean_dice).*multi-label classification"):
-        simulate(spec)
-    assert not (tmp_path / "run").exists()  # refused before anything was written or run
-    check_pooled_results(REPO / "bundles" / "medical_general_pretraining")  # multi-label: pooled like chest
 
 
 def test_export_selects_the_global_model_by_the_bundles_key_metric(tmp_path: Path) -> None:
