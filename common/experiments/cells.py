@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 from common.errors import ConfigError
 from common.experiments.specs import Grid, StrategySpec, TaskSpec
 
-__all__ = ["Cell", "PretrainCell", "expand", "pretrain_cells"]
+__all__ = ["Cell", "PretrainCell", "expand", "pretrain_cells", "training_modes"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]+")
 
@@ -34,7 +35,11 @@ class PretrainCell:
 
 @dataclass(frozen=True)
 class Cell:
-    """One task run of the grid (see :func:`expand`)."""
+    """One task run of the grid (see :func:`expand`).
+
+    ``training`` is ``local`` for a task on one dataset; for a task with sites ``pooled``, ``federated`` or
+    ``local-<site>`` (one site alone).
+    """
 
     task: TaskSpec
     arch: str
@@ -42,6 +47,7 @@ class Cell:
     stage2: str
     strategy: StrategySpec
     seed: int
+    training: str = "local"
 
     @property
     def stage2_label(self) -> str:
@@ -50,9 +56,16 @@ class Cell:
 
     @property
     def id(self) -> str:
-        """Folder name under ``cells/``; unique within a grid."""
+        """Folder name under ``cells/``; unique within a grid (a ``local`` cell's has no training part, as before
+        the training axis existed)."""
+        mode = "" if self.training == "local" else f"{self.training}__"
         return _safe(f"{self.task.name}__{self.arch}__{self.stage1}__{self.stage2_label}__"
-                     f"{self.strategy.label}__seed{self.seed}")
+                     f"{self.strategy.label}__{mode}seed{self.seed}")
+
+    @property
+    def site(self) -> str | None:
+        """The site a ``local-<site>`` cell trains on alone, else ``None``."""
+        return self.training.removeprefix("local-") if self.training.startswith("local-") else None
 
     @property
     def pretrain(self) -> PretrainCell | None:
@@ -65,7 +78,7 @@ class Cell:
         """The configuration columns of ``results.csv``."""
         return {"cell": self.id, "bundle": self.task.name, "modality": self.task.modality or self.task.name,
                 "arch": self.arch, "stage1": self.stage1, "stage2": self.stage2_label,
-                "strategy": self.strategy.label, "seed": self.seed}
+                "strategy": self.strategy.label, "seed": self.seed, "training": self.training}
 
 
 def _excluded(cell: Cell, rules: tuple[dict[str, str], ...]) -> bool:
@@ -75,11 +88,28 @@ def _excluded(cell: Cell, rules: tuple[dict[str, str], ...]) -> bool:
     return any(all(values.get(k) == v for k, v in rule.items()) for rule in rules)
 
 
+def training_modes(grid: Grid, task: TaskSpec) -> list[str]:
+    """The training column of ``task``'s cells: ``local`` on one dataset; with sites ``local`` becomes one
+    ``local-<site>`` per site, and ``pooled`` / ``federated`` are kept (a task on one dataset has no such cells).
+
+    Example:
+        >>> training_modes(grid, chest_with_two_sites)  # doctest: +SKIP
+        ['local-site-1', 'local-site-2', 'pooled', 'federated']
+    """
+    if not task.sites:
+        return ["local"] if "local" in grid.training else []
+    modes: list[str] = []
+    for mode in grid.training:
+        modes += [f"local-{site}" for site in task.sites] if mode == "local" else [mode]
+    return modes
+
+
 def expand(grid: Grid) -> list[Cell]:
-    """All cells of ``grid`` in run order: task, architecture, stage 1, stage 2, strategy, seed.
+    """All cells of ``grid`` in run order: task, architecture, stage 1, stage 2, strategy, training, seed.
 
     A ``stage2: bundle:<path>`` source already contains its stage 1, so its cells are recorded with
     ``stage1 = "n/a"`` once instead of once per stage-1 value. Cells matching an ``exclude`` rule are left out.
+    Training modes come from :func:`training_modes`.
 
     Raises:
         ConfigError: two cells would share a folder (e.g. two stage-2 bundles in folders of the same name).
@@ -93,17 +123,17 @@ def expand(grid: Grid) -> list[Cell]:
                     if stage2.startswith("bundle:") and stage1 != grid.stage1[0]:
                         continue  # a trained stage-2 bundle already holds its stage 1: one cell, not one per stage1
                     s1 = "n/a" if stage2.startswith("bundle:") else stage1
-                    for strategy in grid.strategies:
-                        for seed in grid.seeds:
-                            cell = Cell(task, arch, s1, stage2, strategy, seed)
-                            if _excluded(cell, grid.exclude):
-                                continue
-                            if cell.id in seen:
-                                raise ConfigError(f"two cells of the grid get the same folder name {cell.id!r} "
-                                                  f"(stage-2 bundles {seen[cell.id].stage2} and {cell.stage2}?); "
-                                                  f"give them distinct folder names")
-                            seen[cell.id] = cell
-                            cells.append(cell)
+                    for strategy, mode, seed in itertools.product(grid.strategies, training_modes(grid, task),
+                                                                  grid.seeds):
+                        cell = Cell(task, arch, s1, stage2, strategy, seed, mode)
+                        if _excluded(cell, grid.exclude):
+                            continue
+                        if cell.id in seen:
+                            raise ConfigError(f"two cells of the grid get the same folder name {cell.id!r} "
+                                              f"(stage-2 bundles {seen[cell.id].stage2} and {cell.stage2}?); "
+                                              f"give them distinct folder names")
+                        seen[cell.id] = cell
+                        cells.append(cell)
     return cells
 
 

@@ -19,12 +19,18 @@ Example grid::
     seeds: [0, 1, 2, 3, 4]
     exclude: [{arch: resnet50, strategy: lp}]        # optional: drop matching cells
     overrides: {epochs: 20, image_size: 224}
+
+A task whose data is a federation (``data: {sites: {site-1: {dataset_dir: ...}, ...}}``, or the generated
+``embedded: sites``) is trained in each mode of the grid's ``training`` axis (``local``: each site alone, one
+``local-<site>`` cell per site; ``pooled``; ``federated``) as the ``federated`` block says (``rounds``,
+``local_epochs``); every mode is evaluated on all sites' test splits pooled, so the modes are comparable.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -33,16 +39,19 @@ import yaml
 from common.errors import ConfigError
 from common.experiments.bundles import FINETUNE_DIR, bundle_info
 from common.experiments.checks import check_overrides, check_stage1, check_stage2_bundles
-from common.experiments.data import embedded_layouts
-from common.experiments.specs import DataSpec, Grid, PretrainSpec, StrategySpec, TaskSpec
+from common.experiments.data import SITES_LAYOUT, embedded_layouts
+from common.experiments.specs import TRAINING_MODES, DataSpec, FederatedSpec, Grid, PretrainSpec, StrategySpec, TaskSpec
 
 __all__ = ["DataSpec", "Grid", "PretrainSpec", "StrategySpec", "TaskSpec", "load_grid", "parse_grid"]
 
 #: Keys a grid sets per cell; overriding them by hand would silently break the comparison.
 RESERVED_OVERRIDES = ("arch", "pretrained", "seed", "finetune", "bundle_root", "dataset_dir", "datalist")
 _GRID_KEYS = {"name", "tasks", "architectures", "stage1", "stage2", "strategies", "seeds", "repeats", "overrides",
-              "pretraining", "baseline", "tracking", "exclude"}
-_CELL_KEYS = ("bundle", "modality", "arch", "stage1", "stage2", "strategy", "seed")
+              "pretraining", "baseline", "tracking", "exclude", "training", "federated"}
+_CELL_KEYS = ("bundle", "modality", "arch", "stage1", "stage2", "strategy", "seed", "training")
+#: what ``embedded: sites`` passes to common.synthetic.sites.generate_sites
+_SITES_GENERATE, _SITES_SPLIT = {"n_patients", "image_size", "seed"}, {"val_fraction", "test_fraction"}
+_SITE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
 def _as_list(value: Any, key: str) -> list[Any]:
@@ -91,9 +100,12 @@ def _parse_strategy(entry: Any, index: int) -> StrategySpec:
 
 def _parse_data(value: Any, key: str, base: Path) -> DataSpec:
     data = _mapping(value, key)
-    unknown = sorted(set(data) - {"dataset_dir", "datalist", "embedded", "generate", "split"})
+    unknown = sorted(set(data) - {"dataset_dir", "datalist", "embedded", "generate", "split", "sites"})
     if unknown:
-        raise ConfigError(f"grid key {key!r}: unknown {', '.join(unknown)} (use dataset_dir + datalist, or embedded)")
+        raise ConfigError(f"grid key {key!r}: unknown {', '.join(unknown)} (use dataset_dir + datalist, embedded, or "
+                          f"sites)")
+    if "sites" in data:
+        return _parse_sites(data, key, base)
     if "embedded" in data:
         if "dataset_dir" in data or "datalist" in data:
             raise ConfigError(f"grid key {key!r}: give either embedded or dataset_dir/datalist, not both")
@@ -112,10 +124,43 @@ def _parse_data(value: Any, key: str, base: Path) -> DataSpec:
     return DataSpec(dataset_dir=root, datalist=datalist)
 
 
+def _parse_sites(data: dict[str, Any], key: str, base: Path) -> DataSpec:
+    """``{sites: {name: <data>, ...}}``: each site with a task's data entry (not another federation)."""
+    if set(data) != {"sites"}:
+        raise ConfigError(f"grid key {key!r}: sites lists every site's data; give nothing else beside it")
+    sites = _mapping(data["sites"], f"{key}.sites")
+    if not sites:
+        raise ConfigError(f"grid key '{key}.sites' is empty: name at least one site (site-1: {{dataset_dir: ...}})")
+    parsed = {}
+    for name, entry in sites.items():
+        where = f"{key}.sites.{name}"
+        if not _SITE_NAME.match(str(name)) or name == "server":
+            raise ConfigError(f"grid key {where!r}: a site name is letters, digits, '-' or '_' (not 'server')")
+        if isinstance(entry, dict) and "sites" in entry:
+            raise ConfigError(f"grid key {where!r}: a site's data cannot itself be a federation")
+        parsed[str(name)] = _parse_data(entry, where, base)
+        _check_embedded(parsed[str(name)], where)
+    return DataSpec(sites=parsed)
+
+
 def _check_embedded(spec: DataSpec, key: str) -> None:
     if spec.embedded is not None and spec.embedded not in (known := embedded_layouts()):
         raise ConfigError(f"grid key {key}.embedded: unknown {spec.embedded!r}; choose from: "
                           f"{', '.join(sorted(known))}")
+    if spec.embedded == SITES_LAYOUT:
+        bad = sorted(set(spec.generate) - _SITES_GENERATE) + sorted(set(spec.split) - _SITES_SPLIT)
+        if bad:
+            raise ConfigError(f"grid key {key}: embedded sites takes generate {sorted(_SITES_GENERATE)} and split "
+                              f"{sorted(_SITES_SPLIT)}; unknown {', '.join(bad)}")
+
+
+def _site_names(spec: DataSpec) -> tuple[str, ...]:
+    """The sites of a federation's data (``()`` for one dataset); ``embedded: sites`` has the generator's."""
+    if spec.embedded == SITES_LAYOUT:
+        from common.synthetic.sites import DEFAULT_SITES
+
+        return tuple(DEFAULT_SITES)
+    return tuple(spec.sites)
 
 
 def _parse_task(entry: Any, index: int, archs: list[Any], base: Path) -> TaskSpec:
@@ -137,7 +182,7 @@ def _parse_task(entry: Any, index: int, archs: list[Any], base: Path) -> TaskSpe
     _check_embedded(data, f"{key}.data")
     name = str(entry.get("name", info.name))
     return TaskSpec(info, data, tuple(task_archs), _mapping(entry.get("overrides"), f"{key}.overrides"),
-                    str(entry.get("metric", info.metric)), name, str(entry.get("modality", name)))
+                    str(entry.get("metric", info.metric)), name, str(entry.get("modality", name)), _site_names(data))
 
 
 def _parse_pretraining(value: Any, base: Path) -> PretrainSpec:
@@ -151,7 +196,48 @@ def _parse_pretraining(value: Any, base: Path) -> PretrainSpec:
                           "general_medical)")
     data = _parse_data(section["data"], "pretraining.data", base)
     _check_embedded(data, "pretraining.data")
+    if data.sites or data.embedded == SITES_LAYOUT:
+        raise ConfigError("grid key 'pretraining.data': stage 2 trains on one dataset, not on sites")
     return PretrainSpec(info, data, _mapping(section.get("overrides"), "pretraining.overrides"))
+
+
+def _parse_training(raw: dict[str, Any], tasks: list[TaskSpec]) -> tuple[tuple[str, ...], FederatedSpec | None]:
+    """The ``training`` axis and the ``federated`` block, checked against the tasks that have sites."""
+    training = tuple(str(m) for m in _as_list(raw.get("training", ["local"]), "training"))
+    for mode in training:
+        if mode not in TRAINING_MODES:
+            raise ConfigError(f"grid key 'training': unknown mode {mode!r}; choose from: {', '.join(TRAINING_MODES)}")
+    if not training or len(set(training)) != len(training):
+        raise ConfigError(f"grid key 'training' must list distinct modes, got {list(training)}")
+    federated = None
+    if raw.get("federated") is not None:
+        block = _mapping(raw["federated"], "federated")
+        unknown = sorted(set(block) - {"rounds", "local_epochs"})
+        if unknown:
+            raise ConfigError(f"grid key 'federated': unknown {', '.join(unknown)}; valid keys: local_epochs, rounds")
+        for key in block:
+            if isinstance(block[key], bool) or not isinstance(block[key], int) or block[key] < 1:
+                raise ConfigError(f"grid key 'federated.{key}': expected a whole number >= 1, got {block[key]!r}")
+        federated = FederatedSpec(**block)
+    with_sites = [t for t in tasks if t.sites]
+    pooled = sorted(set(training) - {"local"})
+    if pooled and federated is None:
+        raise ConfigError(f"grid key 'training' lists {', '.join(pooled)} but the grid has no 'federated' block "
+                          f"(federated: {{rounds: 2, local_epochs: 1}})")
+    if pooled and not with_sites:
+        raise ConfigError(f"grid key 'training' lists {', '.join(pooled)} but no task's data has sites "
+                          f"(data: {{sites: {{site-1: {{dataset_dir: ...}}, ...}}}} or embedded: sites)")
+    if with_sites and federated is None:
+        raise ConfigError(f"grid key 'federated' is required: task {with_sites[0].name!r} has sites, whose cells train "
+                          f"rounds x local_epochs epochs in every training mode")
+    if federated is not None and not with_sites:
+        raise ConfigError("grid key 'federated' is set but no task's data has sites; it would change nothing")
+    for task in with_sites:
+        missing = [f for f in ("fl_train.json", "fl_evaluate.json") if not (task.bundle.path / "configs" / f).is_file()]
+        if missing:
+            raise ConfigError(f"task {task.name!r} has sites, but bundle {task.bundle.name} has no configs/"
+                              f"{' or configs/'.join(missing)}: it cannot be trained federated")
+    return training, federated
 
 
 def _parse_stage2(value: str, base: Path) -> str:
@@ -173,7 +259,8 @@ def parse_grid(raw: Any, base: str | os.PathLike = ".", source: Path | None = No
     Raises:
         ConfigError: unknown keys, bundles, architectures, strategies or parameters, missing data folders,
             a stage-1 source an architecture has no weights for, ``stage2: medical`` without ``pretraining``,
-            override keys a bundle does not define, a baseline that is not one of the strategies.
+            override keys a bundle does not define, a baseline that is not one of the strategies, an unknown
+            training mode, ``pooled`` / ``federated`` without a ``federated`` block or a task with sites.
     """
     if not isinstance(raw, dict):
         raise ConfigError(f"a grid file must hold a mapping of keys, got {type(raw).__name__}")
@@ -213,6 +300,7 @@ def parse_grid(raw: Any, base: str | os.PathLike = ".", source: Path | None = No
             raise ConfigError(f"grid key 'exclude[{i}]': expected a mapping of {', '.join(_CELL_KEYS)} to values, "
                               f"got {rule!r}")
         exclude.append({k: str(v) for k, v in rule.items()})
+    training, federated = _parse_training(raw, tasks)
     tracking = str(raw.get("tracking", "none"))
     if tracking not in ("none", "mlflow"):
         raise ConfigError(f"grid key 'tracking': {tracking!r}; use none or mlflow")
@@ -220,7 +308,7 @@ def parse_grid(raw: Any, base: str | os.PathLike = ".", source: Path | None = No
         name=str(raw.get("name", source.stem if source else "grid")), tasks=tuple(tasks), stage1=stage1,
         stage2=stage2, strategies=strategies, seeds=seeds, overrides=_mapping(raw.get("overrides"), "overrides"),
         baseline=str(raw.get("baseline", "ft")), tracking=tracking, pretraining=pretraining, source=source,
-        exclude=tuple(exclude),
+        exclude=tuple(exclude), training=training, federated=federated,
     )
     labels = [s.label for s in strategies]
     if grid.baseline not in labels:

@@ -47,6 +47,9 @@ class RunJob:
         fingerprint: the settings' fingerprint recorded in ``result.json``.
         evaluate: also run ``evaluate.json`` and record ``metric`` (cells do; stage-2 runs only train).
         tracking: ``[mlruns folder, experiment name]`` for MLflow tracking, or ``None``.
+        federation: a cell of a task with sites (``None``: a plain bundle run): ``training`` (``federated``,
+            ``pooled`` or ``local-<site>``), ``rounds``, ``local_epochs`` and ``sites`` (name ->
+            ``[dataset_dir, datalist]``); run by :func:`common.experiments.site_cells.run_site_cell`.
     """
 
     name: str
@@ -58,6 +61,7 @@ class RunJob:
     fingerprint: str = ""
     evaluate: bool = True
     tracking: tuple[str, str] | None = None
+    federation: dict[str, Any] | None = None
 
     @property
     def final(self) -> Path:
@@ -116,6 +120,8 @@ def execute_job(job: RunJob) -> dict[str, Any]:
     from common.bundle_runner import copy_bundle, run_bundle  # MONAI: imported by the process that trains
 
     partial, final = job.partial, job.final
+    if job.federation is not None:
+        return _finish(job, _run_sites(job))
     if (partial / "configs").is_dir():
         logger.info("re-running %s in the unfinished attempt %s (training resumes from its last epoch)",
                     final.name, partial)
@@ -138,14 +144,36 @@ def execute_job(job: RunJob) -> dict[str, Any]:
     except BaseException:
         write_error(job, traceback.format_exc())
         raise
-    result.update(seconds=round(time.perf_counter() - started, 2), fingerprint=job.fingerprint)
+    result.update(seconds=round(time.perf_counter() - started, 2))
     # A finished run never trains again: its resumable state (optimizer moments included, about 3x the model)
     # is dropped; models/model.pt and its card stay.
     (partial / "models" / "checkpoint.pt").unlink(missing_ok=True)
-    atomic_write_json(partial / "result.json", result)
-    if final.exists():  # an unfinished folder without result.json (never a finished one: checked by the runner)
-        shutil.rmtree(final)
-    partial.replace(final)
+    return _finish(job, result)
+
+
+def _run_sites(job: RunJob) -> dict[str, Any]:
+    """A cell of a task with sites, from scratch (an unfinished attempt is removed: the simulator cannot resume)."""
+    from common.experiments.site_cells import run_site_cell  # NVFlare, MONAI: imported by the process that trains
+
+    if job.partial.exists():
+        logger.info("re-running %s from scratch (a federation or reference does not resume)", job.final.name)
+        shutil.rmtree(job.partial)
+    started = time.perf_counter()
+    try:
+        result = run_site_cell(job.partial, job.bundle, job.overlay, job.settings, job.federation or {})
+    except BaseException:
+        write_error(job, traceback.format_exc())
+        raise
+    return {**result, "seconds": round(time.perf_counter() - started, 2)}
+
+
+def _finish(job: RunJob, result: dict[str, Any]) -> dict[str, Any]:
+    """Write ``result.json`` (with the job's fingerprint) and rename the ``.partial`` folder to the final one."""
+    result = {**result, "fingerprint": job.fingerprint}
+    atomic_write_json(job.partial / "result.json", result)
+    if job.final.exists():  # an unfinished folder without result.json (never a finished one: checked by the runner)
+        shutil.rmtree(job.final)
+    job.partial.replace(job.final)
     return result
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from common.experiments.cells import Cell, PretrainCell, expand, pretrain_cells
-from common.experiments.data import data_location
+from common.experiments.data import data_location, site_locations
 from common.experiments.jobs import RunJob
 from common.experiments.specs import Grid
 from common.networks.checkpoint_card import fingerprint  # one settings hash for cells and checkpoints
@@ -84,13 +84,32 @@ def plan_grid(grid: Grid, out: Path, num_workers: int | None = None) -> GridPlan
     stage2 = {p.id: _stage2_job(p, grid, out, extra, tracking) for p in pretrain_cells(cells)}
     planned = []
     for cell in cells:
-        dataset_dir, datalist = data_location(cell.task.data, out / "data")
         settings = {**grid.overrides, **cell.task.overrides, **cell.strategy.params_for(cell.arch),
-                    "arch": cell.arch, "pretrained": _pretrained_for(cell, out), "seed": cell.seed,
-                    "dataset_dir": str(dataset_dir), "datalist": str(datalist), **extra}
+                    "arch": cell.arch, "pretrained": _pretrained_for(cell, out), "seed": cell.seed}
         stage2_fp = stage2[cell.pretrain.id].fingerprint if cell.pretrain is not None else None
-        job = RunJob(f"cells/{cell.id}", str(cell.task.bundle.path), cell.task.bundle.metric,
-                     str(out / "cells" / cell.id), str(cell.strategy.overlay), settings,
-                     _fingerprint(settings, out, stage2_fp), True, tracking)
+        if cell.task.sites:
+            federation = _federation(cell, grid, out)
+            fingerprinted = {**settings, "training": cell.training, "rounds": federation["rounds"],
+                             "local_epochs": federation["local_epochs"],
+                             **{f"site {s}": loc[1] for s, loc in federation["sites"].items()}}
+            settings.update(extra)
+            job = RunJob(f"cells/{cell.id}", str(cell.task.bundle.path), cell.task.bundle.metric,
+                         str(out / "cells" / cell.id), str(cell.strategy.overlay), settings,
+                         _fingerprint(fingerprinted, out, stage2_fp), True, None, federation)
+        else:
+            dataset_dir, datalist = data_location(cell.task.data, out / "data")
+            settings.update({"dataset_dir": str(dataset_dir), "datalist": str(datalist), **extra})
+            job = RunJob(f"cells/{cell.id}", str(cell.task.bundle.path), cell.task.bundle.metric,
+                         str(out / "cells" / cell.id), str(cell.strategy.overlay), settings,
+                         _fingerprint(settings, out, stage2_fp), True, tracking)
         planned.append((cell, job))
     return GridPlan(planned, stage2)
+
+
+def _federation(cell: Cell, grid: Grid, out: Path) -> dict[str, Any]:
+    """What a cell of a task with sites runs (see :class:`~common.experiments.jobs.RunJob`'s ``federation``)."""
+    if grid.federated is None:  # parse_grid refuses sites without the federated block
+        raise ValueError("a task with sites needs the grid's federated block")
+    locations = site_locations(cell.task.data, out / "data", cell.task.sites)
+    return {"training": cell.training, "rounds": grid.federated.rounds, "local_epochs": grid.federated.local_epochs,
+            "sites": {site: [str(folder), str(datalist)] for site, (folder, datalist) in locations.items()}}

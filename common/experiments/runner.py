@@ -5,7 +5,8 @@ Output folder layout::
     grid.yaml                      the grid as given (provenance)
     data/<layout>-<hash>/          embedded datasets (generated once)
     pretrain/<arch>__<stage1>/     stage-2 bundle runs (models/model.pt = the hand-off checkpoint)
-    cells/<cell id>/               one bundle copy per cell: models/, eval/, logs/, result.json
+    cells/<cell id>/               one bundle copy per cell: models/, eval/, logs/, result.json (a cell of a task
+                                   with sites: the federation's or reference's folder, its eval_dir in result.json)
     results.csv                    one row per finished cell
     leaderboard.md, leaderboard.csv, leaderboard.png, roc_best.png
 
@@ -129,7 +130,7 @@ def _write_results(out: Path, cells: list[Cell], results: dict[Path, dict[str, A
             continue
         rows.append({**cell.describe(), "metric": result["metric"], "value": result["value"],
                      "val_metric": result.get("val_metric"), "seconds": result["seconds"],
-                     "eval_dir": str(folder / "eval")})
+                     "eval_dir": str(folder / result.get("eval_dir", "eval"))})
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS, lineterminator="\n")
     writer.writeheader()

@@ -17,7 +17,10 @@ from typing import Any
 
 from common.experiments.bundles import FINETUNE_DIR, BundleInfo
 
-__all__ = ["DataSpec", "Grid", "PretrainSpec", "StrategySpec", "TaskSpec"]
+__all__ = ["TRAINING_MODES", "DataSpec", "FederatedSpec", "Grid", "PretrainSpec", "StrategySpec", "TaskSpec"]
+
+#: The grid's ``training`` axis: one dataset (``local``), all sites' data pooled, or a federation of the sites.
+TRAINING_MODES = ("local", "pooled", "federated")
 
 
 @dataclass(frozen=True)
@@ -56,9 +59,11 @@ class DataSpec:
     Attributes:
         dataset_dir: dataset root (``None`` for embedded data, placed under the run's ``data/`` folder).
         datalist: datalist JSON (default ``<dataset_dir>/datalist.json``).
-        embedded: embedded layout name (``chestxray14``, ``cbis-ddsm``, ``bcss``, ``general_medical``).
+        embedded: embedded layout name (``chestxray14``, ``cbis-ddsm``, ``bcss``, ``general_medical``, or
+            ``sites``: the synthetic hospitals of :mod:`common.synthetic.sites`).
         generate: generator keyword arguments (embedded only).
         split: adapter keyword arguments (embedded only).
+        sites: a federation's sites given one by one: site name -> that site's data (then nothing else is set).
     """
 
     dataset_dir: Path | None = None
@@ -66,6 +71,7 @@ class DataSpec:
     embedded: str | None = None
     generate: dict[str, Any] = field(default_factory=dict)
     split: dict[str, Any] = field(default_factory=dict)
+    sites: dict[str, DataSpec] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,8 @@ class TaskSpec:
     ``name`` (default: the bundle's folder name) is the ``bundle`` column of results; two tasks on the same
     bundle (e.g. with different data) need distinct names. ``modality`` (default: ``name``) is the ``modality``
     column: the label the strategy-vs-baseline table groups cases by (``xray``, ``mri``, ``histology`` ...).
+    ``sites`` names the sites of a task whose data is a federation (``data: {sites: ...}`` or ``embedded: sites``);
+    empty for a task on one dataset.
     """
 
     bundle: BundleInfo
@@ -84,6 +92,19 @@ class TaskSpec:
     metric: str
     name: str = ""
     modality: str = ""
+    sites: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FederatedSpec:
+    """The grid's ``federated`` block: how the cells of a task with sites train (every training mode of them).
+
+    A federated cell runs ``rounds`` FedAvg rounds of ``local_epochs`` epochs at every site; a pooled or
+    ``local-<site>`` cell trains for the same ``rounds * local_epochs`` epochs, so the modes see equal epochs.
+    """
+
+    rounds: int = 2
+    local_epochs: int = 1
 
 
 @dataclass(frozen=True)
@@ -111,3 +132,5 @@ class Grid:
     pretraining: PretrainSpec | None = None
     source: Path | None = None
     exclude: tuple[dict[str, str], ...] = ()
+    training: tuple[str, ...] = ("local",)
+    federated: FederatedSpec | None = None
