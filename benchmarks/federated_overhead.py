@@ -1,21 +1,30 @@
 """One federated round's wall time vs the same local epochs run by the bundle alone (issue 13).
 
 Data: two synthetic hospitals (:func:`common.synthetic.sites.generate_sites`, ChestX-ray14 layout). Measured in
-one run, same machine, same settings (the chest bundle; ``--arch``, ``--image-size``, ``pretrained: none``):
+one run, same machine, same settings (the chest bundle; ``--arch``, ``--image-size``, ``pretrained: none``; the
+bundle trains on CUDA when the machine has it):
 
 * **local**: the bundle alone (``configs/train.json``, ConfigWorkflow ``run``) training ``--local-epochs`` epochs on
   site-1's data after one warm-up epoch, its per-epoch validation and checkpointing included, with the torch
   threads one simulated site gets (the cores divided by the sites); setup (parsing, network build) excluded.
 * **FL round**: NVFlare's simulator running the same bundle under MonaiAlgo at both sites (``--rounds`` rounds,
-  the first one is warm-up); a round's wall time is the time between a site receiving round ``r`` and round
-  ``r + 1``: the per-round evaluation of the received global model on the local test split, the same local epochs,
-  the weight differences, transfer and aggregation. Both sites share this machine's cores, each with its share.
+  the first one is warm-up); a round's wall time is the time between the sites receiving round ``r`` and round
+  ``r + 1`` (mean over the measured rounds ``1 .. rounds-2``): the per-round evaluation of the received global model
+  on the local test split (its report without bootstrap intervals), the same local epochs, the weight differences,
+  transfer and aggregation. Both sites share this machine's cores (and GPU), each with its share.
 
-Printed side by side: local seconds, FL round seconds, the ratio, and the FL round split into its evaluation,
-training and the rest (transfer + aggregation + waiting for the slower site). Target: FL overhead <= 20% of the
-local epochs at 224 px on the embedded data.
+Printed side by side: local seconds, FL round seconds, the ratio, and the FL round split into its evaluation
+(inference + report), training and the rest (transfer + aggregation + task polling + waiting for the slower site);
+then one ``federated_overhead_json: {...}`` line with the same numbers, also written to ``--output``. Target: FL
+overhead <= 20% of the local epochs at 224 px.
 
-    python benchmarks/federated_overhead.py --image-size 64 --patients 24 --arch resnet18
+CPU, small (fixed costs dominate)::
+
+    python benchmarks/federated_overhead.py --image-size 64 --patients 24 --arch resnet18 --output fl64.json
+
+GPU machine, the issue's setting (DenseNet-121, 224 px, 60 patients per site)::
+
+    python benchmarks/federated_overhead.py --image-size 224 --output fl224.json
 """
 
 from __future__ import annotations
@@ -70,13 +79,57 @@ def _local_seconds(args: argparse.Namespace, site: dict[str, Any], out: Path, th
     return marks["end"] - marks["warm"]
 
 
-def _round_seconds(run: Path, sites: list[str], current_round: int) -> dict[str, float]:
-    sent = {s: [json.loads((run / "sites" / s / "rounds" / f"round_{r:03d}" / "sent.json").read_text())
-                for r in (current_round, current_round + 1)] for s in sites}
-    wall = max(records[1]["received_at"] for records in sent.values()) - min(
-        records[0]["received_at"] for records in sent.values())
-    return {"round": wall, "evaluate": max(r[0]["evaluate_seconds"] for r in sent.values()),
-            "train": max(r[0]["train_seconds"] for r in sent.values())}
+def _round_seconds(run: Path, sites: list[str], rounds: list[int]) -> dict[str, float]:
+    """Mean over ``rounds`` of one round's wall time and its parts (the slower site's), from the sites' sent.json."""
+
+    def sent(site: str, r: int) -> dict[str, Any]:
+        return json.loads((run / "sites" / site / "rounds" / f"round_{r:03d}" / "sent.json").read_text())
+
+    parts: dict[str, list[float]] = {"round": [], "evaluate": [], "inference": [], "train": []}
+    for r in rounds:
+        now, after = [sent(s, r) for s in sites], [sent(s, r + 1) for s in sites]
+        parts["round"].append(max(x["received_at"] for x in after) - min(x["received_at"] for x in now))
+        parts["evaluate"].append(max(x["evaluate_seconds"] for x in now))
+        # older site code did not record the evaluation's inference time
+        parts["inference"].append(max(x.get("evaluate_inference_seconds", float("nan")) for x in now))
+        parts["train"].append(max(x["train_seconds"] for x in now))
+    return {key: sum(values) / len(values) for key, values in parts.items()}
+
+
+def _device() -> str:
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+
+
+def _summary(args: argparse.Namespace, local: float, fl: dict[str, float], n_train: int, threads: int) -> dict:
+    rest = fl["round"] - fl["evaluate"] - fl["train"]
+    return {"arch": args.arch, "image_size": args.image_size, "patients_per_site": args.patients,
+            "training_images_site1": n_train, "local_epochs": args.local_epochs, "rounds": args.rounds,
+            "measured_rounds": args.rounds - 2, "device": _device(), "threads_per_site": threads,
+            "local_seconds": round(local, 3), "fl_round_seconds": round(fl["round"], 3),
+            "ratio": round(fl["round"] / local, 3), "overhead_percent": round(100 * (fl["round"] / local - 1), 1),
+            "evaluate_seconds": round(fl["evaluate"], 3), "evaluate_inference_seconds": round(fl["inference"], 3),
+            "train_seconds": round(fl["train"], 3), "rest_seconds": round(rest, 3),
+            "target_met": fl["round"] <= 1.2 * local}
+
+
+def _report(summary: dict[str, Any]) -> str:
+    s = summary
+    return (
+        f"federated_overhead: {s['arch']} {s['image_size']}px on {s['device']}, {s['training_images_site1']} "
+        f"training images at site-1, {s['local_epochs']} local epoch(s), mean of {s['measured_rounds']} round(s)\n"
+        f"  local (bundle alone, {s['threads_per_site']} thread(s)) {s['local_seconds']:6.1f} s\n"
+        f"  FL round (2 sites)        {s['fl_round_seconds']:8.1f} s   ratio FL/local {s['ratio']:5.2f}\n"
+        f"    evaluate global model   {s['evaluate_seconds']:8.1f} s   "
+        f"(inference {s['evaluate_inference_seconds']:.1f} s, the rest: report)\n"
+        f"    local training          {s['train_seconds']:8.1f} s   ratio train-in-FL/local "
+        f"{s['train_seconds'] / s['local_seconds']:5.2f}\n"
+        f"    transfer+aggregate+wait {s['rest_seconds']:8.1f} s\n"
+        f"  overhead vs local: {s['overhead_percent']:.0f}% (target <= 20%: {'met' if s['target_met'] else 'not met'};"
+        f" without the per-round test evaluation: "
+        f"{100 * ((s['fl_round_seconds'] - s['evaluate_seconds']) / s['local_seconds'] - 1):.0f}%)\n"
+        f"federated_overhead_json: {json.dumps(s, sort_keys=True)}\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,7 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arch", default="densenet121")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--local-epochs", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=3, help=">= 3: round 0 warms up, round 1 is measured")
+    parser.add_argument("--rounds", type=int, default=4, help=">= 3: round 0 warms up, rounds 1..rounds-2 are measured")
+    parser.add_argument("--output", type=Path, default=None, help="also write the summary here (JSON)")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="keep the data, the local run and the simulator workspace (with its logs) here")
     args = parser.parse_args(argv)
     if args.rounds < 3:
         parser.error("--rounds must be >= 3 (a measured round needs the next round's start)")
@@ -96,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     from common.synthetic.sites import generate_sites
 
     with tempfile.TemporaryDirectory(prefix="fl_overhead_") as tmp:
-        root = Path(tmp)
+        root = Path(args.workdir).resolve() if args.workdir else Path(tmp)
         manifest = generate_sites(root / "data", n_patients=args.patients, image_size=args.image_size, seed=0)
         sites = manifest["sites"]
         threads = max(1, len(os.sched_getaffinity(0)) // len(sites))  # what each simulated site gets
@@ -105,19 +161,11 @@ def main(argv: list[str] | None = None) -> int:
                               rounds=args.rounds, local_epochs=args.local_epochs, overrides=_overrides(args),
                               workdir=str(root / "fl"))
         simulate(spec)
-        fl = _round_seconds(root / "fl", list(sites), current_round=1)
-    rest = fl["round"] - fl["evaluate"] - fl["train"]
-    n_train = sites["site-1"]["training"]
-    sys.stdout.write(
-        f"federated_overhead: {args.arch} {args.image_size}px, {n_train} training images at site-1, "
-        f"{args.local_epochs} local epoch(s)\n"
-        f"  local (bundle alone, {threads} thread(s)) {local:6.1f} s\n"
-        f"  FL round (2 sites)        {fl['round']:8.1f} s   ratio FL/local {fl['round'] / local:5.2f}\n"
-        f"    evaluate global model   {fl['evaluate']:8.1f} s\n"
-        f"    local training          {fl['train']:8.1f} s   ratio train-in-FL/local {fl['train'] / local:5.2f}\n"
-        f"    transfer+aggregate+wait {rest:8.1f} s\n"
-        f"  overhead vs local: {100 * (fl['round'] / local - 1):.0f}% "
-        f"(without the per-round test evaluation: {100 * ((fl['round'] - fl['evaluate']) / local - 1):.0f}%)\n")
+        fl = _round_seconds(root / "fl", list(sites), rounds=list(range(1, args.rounds - 1)))
+    summary = _summary(args, local, fl, sites["site-1"]["training"], threads)
+    sys.stdout.write(_report(summary))
+    if args.output is not None:
+        args.output.write_text(json.dumps(summary, indent=4, sort_keys=True) + "\n")
     return 0
 
 

@@ -30,13 +30,17 @@ import torch
 from common.errors import ConfigError
 from common.io import atomic_directory, atomic_write_json, make_directory, recover_directory
 
-__all__ = ["FL_EVAL_OVERLAY", "FL_TRAIN_OVERLAY", "build_algo", "evaluate_weights", "keep_report", "outgoing_payload",
-           "parse_site_args", "run_site", "to_tensors", "train_round", "weights_digest"]
+__all__ = ["FL_EVAL_OVERLAY", "FL_TRAIN_OVERLAY", "ROUND_REPORT_OVERRIDES", "build_algo", "evaluate_weights",
+           "keep_report", "outgoing_payload", "parse_site_args", "run_site", "to_tensors", "train_round",
+           "weights_digest"]
 
 logger = logging.getLogger(__name__)
 
 FL_TRAIN_OVERLAY = "configs/fl_train.json"
 FL_EVAL_OVERLAY = "configs/fl_evaluate.json"
+#: what the per-round evaluation changes in the bundle's evaluation config: no bootstrap intervals (the final
+#: global model's report, :func:`evaluate_weights`, keeps the bundle's ``n_boot``); the metrics themselves are the same
+ROUND_REPORT_OVERRIDES: dict[str, Any] = {"n_boot": 0}
 #: metric values a site may send: scalars only (no arrays that could carry per-image predictions)
 _SCALAR_TYPES = (int, float, np.integer, np.floating)
 
@@ -79,7 +83,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 def build_algo(args: argparse.Namespace, train: bool = True) -> Any:
     """MonaiAlgo on the site's bundle: train.json + fl_train.json (+ strategy), evaluate.json + fl_evaluate.json.
 
-    ``train=False`` builds the evaluation side only (the final global model's evaluation).
+    ``train=True`` builds the per-round site: its evaluation of each received global model applies
+    :data:`ROUND_REPORT_OVERRIDES` (no bootstrap intervals, a fixed cost every round). ``train=False`` builds the
+    evaluation side only, with the bundle's own settings (the final global model's full report).
 
     The bundle's ``logging.conf`` is never applied (MonaiAlgo's default ``logging_file=False``; a test checks it).
     """
@@ -96,7 +102,7 @@ def build_algo(args: argparse.Namespace, train: bool = True) -> Any:
     return MonaiAlgo(bundle_root=str(bundle), local_epochs=args.local_epochs, send_weight_diff=True,
                      config_train_filename=train_files, train_kwargs=dict(overrides),
                      config_evaluate_filename=["configs/train.json", "configs/evaluate.json", FL_EVAL_OVERLAY],
-                     eval_kwargs=dict(overrides))
+                     eval_kwargs={**overrides, **ROUND_REPORT_OVERRIDES} if train else dict(overrides))
 
 
 def weights_digest(weights: Mapping[str, torch.Tensor]) -> str:
@@ -220,6 +226,7 @@ def run_site(argv: Sequence[str] | None = None) -> None:
         weights = to_tensors(incoming.params)
         current_round = int(incoming.current_round or 0)
         evaluated = algo.evaluate(ExchangeObject(weights=weights, weight_type=WeightType.WEIGHTS))
+        inference_seconds = algo.evaluator.state.times.get("EPOCH_COMPLETED")  # the test split's forward passes
         report = keep_report(site_dir, f"round_{current_round:03d}")
         evaluated_at = time.time()
         result = train_round(algo, weights, current_round, args.local_epochs)
@@ -234,7 +241,8 @@ def run_site(argv: Sequence[str] | None = None) -> None:
         atomic_write_json(site_dir / "rounds" / f"round_{current_round:03d}" / "sent.json",
                           {"params": sorted(payload["params"]), "metrics": payload["metrics"], "steps": steps,
                            "received_sha256": weights_digest(weights), "received_at": received_at,
-                           "evaluate_seconds": evaluated_at - received_at, "train_seconds": trained_at - evaluated_at})
+                           "evaluate_seconds": evaluated_at - received_at,
+                           "evaluate_inference_seconds": inference_seconds, "train_seconds": trained_at - evaluated_at})
         flare.send(FLModel(params=payload["params"], params_type=ParamsType.DIFF, metrics=payload["metrics"],
                            meta={FLMetaKey.NUM_STEPS_CURRENT_ROUND: steps}))
     algo.finalize()

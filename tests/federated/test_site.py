@@ -12,7 +12,15 @@ from monai.fl.utils.constants import ExtraItems, WeightType
 from monai.fl.utils.exchange_object import ExchangeObject
 
 from common.errors import ConfigError
-from common.federated.site import build_algo, outgoing_payload, parse_site_args, to_tensors, train_round
+from common.federated.site import (
+    build_algo,
+    evaluate_weights,
+    keep_report,
+    outgoing_payload,
+    parse_site_args,
+    to_tensors,
+    train_round,
+)
 from tests.federated.conftest import FINETUNE, site_argv
 
 
@@ -48,6 +56,19 @@ def test_evaluation_uses_the_global_weights_without_a_local_checkpoint(tmp_path:
     assert (tmp_path / "site" / "eval" / "metrics.json").is_file()
     algo.train(ExchangeObject(weights=weights, weight_type=WeightType.WEIGHTS))
     assert (tmp_path / "site" / "models" / "model_final.pt").is_file()
+
+
+def test_round_report_skips_the_bootstrap_the_final_report_keeps_it(tmp_path: Path, fl_sites: dict) -> None:
+    algo = _algo(tmp_path, fl_sites)  # TINY: n_boot 10
+    weights = _perturbed(_state(algo), seed=2)
+    algo.evaluate(ExchangeObject(weights=weights, weight_type=WeightType.WEIGHTS))
+    per_round = keep_report(tmp_path / "site", "round_000")
+    assert per_round["bootstrap"]["n_resamples"] == 0 and per_round["mean_auc_ci"] == [None, None]
+    argv = site_argv(tmp_path / "site", fl_sites["sites"]["site-1"]["datalist"])
+    final = evaluate_weights(argv, weights)
+    assert final["bootstrap"]["n_resamples"] == 10 and None not in final["mean_auc_ci"]
+    assert final["mean_auc"] == per_round["mean_auc"] and final["n_images"] == per_round["n_images"]  # same metrics
+    assert (tmp_path / "site" / "rounds" / "round_000" / "predictions.npz").is_file()  # what pooling reads
 
 
 def test_frozen_parameters_send_exactly_zero_differences(tmp_path: Path, fl_sites: dict) -> None:
