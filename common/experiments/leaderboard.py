@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 
 CSV_COLUMNS = ("bundle", "metric", "rank", "arch", "stage1", "stage2", "strategy", "n", "seeds", "mean", "std",
                "ci_low", "ci_high", "mean_seconds", "baseline", "n_pairs", "mean_diff", "p_ttest", "p_wilcoxon",
-               "note", "diff_ci_low", "diff_ci_high", "modality")
+               "note", "diff_ci_low", "diff_ci_high", "modality", "training")
 
 
 def _num(value: float | None, digits: int = 4, sign: bool = False) -> str:
@@ -81,26 +81,35 @@ def _comparison(summary: ConfigSummary, baseline: str) -> list[str]:
 def format_board_table(summaries: Sequence[ConfigSummary], baseline: str = "ft") -> str:
     """Markdown table of one (bundle, metric), rows in the order given (rank order from :func:`summarise`).
 
-    The Wilcoxon column appears only when some configuration has 6 or more seeds paired with the baseline.
+    The Wilcoxon column appears only when some configuration has 6 or more seeds paired with the baseline; the
+    Training column only when some configuration is not ``local`` (federated, pooled, one site alone).
 
     Example:
         >>> print(format_board_table(summarise(rows)))  # doctest: +SKIP
     """
     wilcoxon = any(s.p_wilcoxon is not None for s in summaries)
-    head = ["Rank", "Arch", "Stage 1", "Stage 2", "Strategy", "n", "Mean ± SD", "95% CI", f"Δ vs {baseline}",
-            "Pairs", "p (paired t)", *(["p (Wilcoxon)"] if wilcoxon else []), "Mean time"]
-    align = ["---:", "---", "---", "---", "---", "---:", "---:", "---:", "---:", "---:", "---:",
-             *(["---:"] if wilcoxon else []), "---:"]
+    training = _shows_training(summaries)
+    head = ["Rank", "Arch", "Stage 1", "Stage 2", "Strategy", *(["Training"] if training else []), "n", "Mean ± SD",
+            "95% CI", f"Δ vs {baseline}", "Pairs", "p (paired t)", *(["p (Wilcoxon)"] if wilcoxon else []),
+            "Mean time"]
+    align = ["---:", "---", "---", "---", "---", *(["---"] if training else []), "---:", "---:", "---:", "---:",
+             "---:", "---:", *(["---:"] if wilcoxon else []), "---:"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
     for s in summaries:
         spread = _num(s.mean) if s.std is None else f"{_num(s.mean)} ± {_num(s.std)}"
         ci = NA if s.ci_low is None or s.ci_high is None else f"[{_num(s.ci_low)}, {_num(s.ci_high)}]"
         ci += "*" if s.ci_clipped else ""
         delta, pairs, p_t, p_w = _comparison(s, baseline)
-        cells = [str(s.rank), *map(_cell, (s.arch, s.stage1, s.stage2, s.strategy)), str(s.n), spread, ci, delta,
-                 pairs, p_t, *([p_w] if wilcoxon else []), _duration(s.mean_seconds)]
+        cells = [str(s.rank), *map(_cell, (s.arch, s.stage1, s.stage2, s.strategy)),
+                 *([_cell(s.training)] if training else []), str(s.n), spread, ci, delta, pairs, p_t,
+                 *([p_w] if wilcoxon else []), _duration(s.mean_seconds)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _shows_training(summaries: Iterable[ConfigSummary]) -> bool:
+    """Whether the training mode is worth a column: some run was not trained ``local`` on one dataset."""
+    return {s.training for s in summaries} != {"local"}
 
 
 def _boards(summaries: Iterable[ConfigSummary]) -> dict[Board, list[ConfigSummary]]:
@@ -125,7 +134,8 @@ def _statistics_notes(summaries: Sequence[ConfigSummary], baseline: str) -> list
         f"Rank within each bundle and metric by mean, {_direction(s.metric for s in summaries)}; equal means share "
         "the better rank.",
         f"- Δ vs {baseline}: mean over seeds of (configuration − {baseline}), each configuration paired by seed with "
-        f"the `{baseline}` run of the same bundle, architecture, stage-1 and stage-2 source. p: {tests}, shown from "
+        f"the `{baseline}` run of the same bundle, architecture, stage-1 and stage-2 source"
+        f"{' and training mode (never across modes)' if _shows_training(summaries) else ''}. p: {tests}, shown from "
         f"{MIN_PAIRS_REPORTED} paired seeds on. **No correction for multiple comparisons**: with many "
         "configurations, some p < 0.05 are expected by chance alone.",
     ]

@@ -1,7 +1,8 @@
 """Strategies against the baseline across cases: the strategy study's headline table, computed from the results.
 
-A *case* is one (bundle, arch, stage1, stage2) group of a metric, labelled by its bundle's modality: in the
-modality study (``configs/grids/d_modalities.yaml``, one task per modality) a case is one (modality, architecture).
+A *case* is one (bundle, arch, stage1, stage2, training mode) group of a metric, labelled by its bundle's modality:
+in the modality study (``configs/grids/d_modalities.yaml``, one task per modality) a case is one (modality,
+architecture).
 In each case every strategy is compared with the baseline (``ft``) over the seeds both ran
 (:func:`common.experiments.stats.paired_comparison`: mean paired difference, its 95% Student's t interval, the
 two-sided paired t-test). The strategy *beats* the baseline in a case when the difference is significant
@@ -55,6 +56,7 @@ class StrategyCase:
     ci_high: float | None
     p_ttest: float | None
     verdict: str
+    training: str = "local"
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,7 @@ def strategy_cases(summaries: Sequence[ConfigSummary], alpha: float = 0.05,
     """
     return [StrategyCase(s.metric, s.modality or s.bundle, s.bundle, s.arch, s.stage1, s.stage2, s.strategy,
                          s.baseline, s.n_pairs or 0, s.mean_diff, s.diff_ci_low, s.diff_ci_high, s.p_ttest,
-                         _verdict(s, alpha, min_pairs))
+                         _verdict(s, alpha, min_pairs), s.training)
             for s in summaries if s.baseline is not None]
 
 
@@ -140,19 +142,20 @@ def _ratio(counts: tuple[int, int]) -> str:
     return f"{counts[0]}/{counts[1]}" if counts[1] else NA
 
 
-def _case_label(case: StrategyCase, show_task: bool, show_stages: bool) -> list[str]:
+def _case_label(case: StrategyCase, show_task: bool, show_stages: bool, show_training: bool) -> list[str]:
     return [case.modality, *([case.bundle] if show_task else []), case.arch,
-            *([case.stage1, case.stage2] if show_stages else [])]
+            *([case.stage1, case.stage2] if show_stages else []), *([case.training] if show_training else [])]
 
 
 def _cases_table(cases: Sequence[StrategyCase], strategies: list[str]) -> list[str]:
     show_task = any(c.bundle != c.modality for c in cases)
     show_stages = len({(c.stage1, c.stage2) for c in cases}) > 1
+    show_training = {c.training for c in cases} != {"local"}
     head = ["Modality", *(["Task"] if show_task else []), "Arch", *(["Stage 1", "Stage 2"] if show_stages else []),
-            *strategies]
+            *(["Training"] if show_training else []), *strategies]
     rows: dict[tuple, dict[str, StrategyCase]] = defaultdict(dict)
     for case in cases:
-        rows[(case.modality, case.bundle, case.arch, case.stage1, case.stage2)][case.strategy] = case
+        rows[(case.modality, case.bundle, case.arch, case.stage1, case.stage2, case.training)][case.strategy] = case
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for _, by_strategy in sorted(rows.items()):
         first = next(iter(by_strategy.values()))
@@ -164,7 +167,7 @@ def _cases_table(cases: Sequence[StrategyCase], strategies: list[str]) -> list[s
                 continue
             ci = "" if case.ci_low is None else f" [{_num(case.ci_low)}, {_num(case.ci_high)}]"
             cells.append(f"{_num(case.mean_diff)}{ci}{_MARK[case.verdict]}")
-        lines.append("| " + " | ".join([*_case_label(first, show_task, show_stages), *cells]) + " |")
+        lines.append("| " + " | ".join([*_case_label(first, show_task, show_stages, show_training), *cells]) + " |")
     return lines
 
 
@@ -195,9 +198,10 @@ def format_strategy_section(cases: Sequence[StrategyCase], alpha: float = 0.05,
         lines += [f"### {metric}: share of cases each strategy beats {baseline} in", "",
                   *_shares_table(shares), "",
                   f"### {metric}: Δ vs {baseline} [95% CI] per case", "", *_cases_table(mine, strategies), ""]
+    mode = " and training mode" if {c.training for c in cases} != {"local"} else ""
     lines += [
-        f"- A case is one bundle (task), architecture, stage-1 and stage-2 source, labelled by its modality. Δ: mean "
-        f"over seeds of (strategy − {baseline}), paired by seed; [95% CI]: Student's t interval of that mean. "
+        f"- A case is one bundle (task), architecture, stage-1 and stage-2 source{mode}, labelled by its modality. "
+        f"Δ: mean over seeds of (strategy − {baseline}), paired by seed; [95% CI]: Student's t interval of that mean. "
         f"▲ / ▼: better / worse than {baseline}, two-sided paired t-test p < {alpha:g} (the interval excludes 0), "
         f"in the metric's direction.",
         f"- Judged: cases with at least {min_pairs} paired seeds and a defined t-test; share better = better / "

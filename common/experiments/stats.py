@@ -1,10 +1,11 @@
 """Statistics over an experiment grid's finished runs: mean, SD and t interval per configuration, rank, paired tests.
 
-A *configuration* is (bundle, arch, stage1, stage2, strategy); its runs differ only by seed. Each configuration is
-compared with the *baseline* configuration (same bundle, arch, stage1 and stage2, strategy ``baseline``) over the
-seeds both ran: paired Student's t-test (two-sided) from 2 pairs, Wilcoxon signed-rank test from 6 pairs. No
-correction for multiple comparisons is applied; the leaderboard says so, and it withholds p-values computed from
-fewer than :data:`MIN_PAIRS_REPORTED` pairs (with 2-4 seeds a p-value says next to nothing).
+A *configuration* is (bundle, arch, stage1, stage2, strategy, training); its runs differ only by seed. Each
+configuration is compared with the *baseline* configuration (same bundle, arch, stage1, stage2 and training mode,
+strategy ``baseline``) over the seeds both ran: paired Student's t-test (two-sided) from 2 pairs, Wilcoxon
+signed-rank test from 6 pairs. No correction for multiple comparisons is applied; the leaderboard says so, and it
+withholds p-values computed from fewer than :data:`MIN_PAIRS_REPORTED` pairs (with 2-4 seeds a p-value says next
+to nothing).
 
 Ranks follow each metric's direction (:func:`lower_is_better`: HD95, RMSE, losses, errors rank ascending), and a t
 interval of a bounded metric (AUC, Dice, IoU, accuracy, F1 ... in [0, 1]) is clipped to the metric's range, with
@@ -106,6 +107,7 @@ class Run:
     seconds: float
     eval_dir: Path
     modality: str = ""
+    training: str = "local"
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,9 @@ class ConfigSummary:
     share the lowest rank. ``baseline`` names the strategy compared against, ``None`` for the baseline itself or
     when its group has no baseline configuration (then every comparison field is ``None`` too). ``diff_ci_low`` /
     ``diff_ci_high``: the 95% t interval of ``mean_diff`` (see :class:`PairedComparison`). ``modality`` labels the
-    bundle (task) the runs belong to (results' ``modality`` column; the bundle name when absent).
+    bundle (task) the runs belong to (results' ``modality`` column; the bundle name when absent). ``training`` is the
+    runs' training mode (``local``, ``pooled``, ``federated``, ``local-<site>``): the baseline is always of the same
+    mode, so a federated strategy is never paired with a local one.
     """
 
     bundle: str
@@ -164,16 +168,18 @@ class ConfigSummary:
     diff_ci_low: float | None = None
     diff_ci_high: float | None = None
     modality: str = ""
+    training: str = "local"
 
     @property
-    def configuration(self) -> tuple[str, str, str, str, str]:
-        """(bundle, arch, stage1, stage2, strategy)."""
-        return (self.bundle, self.arch, self.stage1, self.stage2, self.strategy)
+    def configuration(self) -> tuple[str, str, str, str, str, str]:
+        """(bundle, arch, stage1, stage2, strategy, training)."""
+        return (self.bundle, self.arch, self.stage1, self.stage2, self.strategy, self.training)
 
     @property
     def label(self) -> str:
-        """Short name within a bundle: ``arch / stage1 / stage2 / strategy``."""
-        return f"{self.arch} / {self.stage1} / {self.stage2} / {self.strategy}"
+        """Short name within a bundle: ``arch / stage1 / stage2 / strategy`` (``/ training`` unless ``local``)."""
+        mode = "" if self.training == "local" else f" / {self.training}"
+        return f"{self.arch} / {self.stage1} / {self.stage2} / {self.strategy}{mode}"
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -202,6 +208,7 @@ def parse_runs(rows: Iterable[Mapping[str, Any]]) -> list[Run]:
     """Type-check ``results.csv`` rows (strings) into :class:`Run` objects.
 
     The optional ``modality`` column labels each row's bundle (task); empty or absent, the bundle name stands in.
+    The optional ``training`` column is the run's training mode; empty or absent, ``local``.
 
     Raises:
         DataError: a column is missing, ``seed`` is not an integer, ``value`` / ``seconds`` are not finite, two
@@ -232,15 +239,17 @@ def parse_runs(rows: Iterable[Mapping[str, Any]]) -> list[Run]:
                   strategy=text["strategy"], seed=_typed(row, index, "seed", int), metric=text["metric"],
                   value=_typed(row, index, "value", float), seconds=_typed(row, index, "seconds", float),
                   eval_dir=Path(str(row["eval_dir"]).strip()),
-                  modality=str(row.get("modality") or "").strip() or text["bundle"])
+                  modality=str(row.get("modality") or "").strip() or text["bundle"],
+                  training=str(row.get("training") or "").strip() or "local")
         known = modalities.setdefault(run.bundle, (run.modality, run.cell))
         if known[0] != run.modality:
             raise DataError(f"results cells {known[1]!r} and {run.cell!r} give bundle {run.bundle!r} two modalities: "
                             f"{known[0]!r} and {run.modality!r}; a bundle (task) has one")
-        key = (run.bundle, run.arch, run.stage1, run.stage2, run.strategy, run.seed)
+        key = (run.bundle, run.arch, run.stage1, run.stage2, run.strategy, run.training, run.seed)
         if key in seen:
+            shown = key[:5] if run.training == "local" else key[:6]
             raise DataError(f"results cells {seen[key]!r} and {run.cell!r} are the same configuration and seed "
-                            f"{run.seed}: {key[:5]}; keep one row per seed")
+                            f"{run.seed}: {shown}; keep one row per seed")
         seen[key] = run.cell
         runs.append(run)
     return runs
@@ -355,6 +364,7 @@ def _describe(runs: list[Run]) -> ConfigSummary:
         metric=first.metric, runs=tuple(runs), n=len(runs), mean=mean, std=std,
         ci_low=None if ci is None else ci[0], ci_high=None if ci is None else ci[1],
         mean_seconds=math.fsum(run.seconds for run in runs) / len(runs), ci_clipped=clipped, modality=first.modality,
+        training=first.training,
     )
 
 
@@ -373,7 +383,8 @@ def summarise(rows: Iterable[Mapping[str, Any]], baseline: str = "ft") -> list[C
     Args:
         rows: ``results.csv`` rows (``csv.DictReader`` dicts; strings are converted), one per finished run, with
             the columns in :data:`REQUIRED_COLUMNS`. Extra columns are ignored.
-        baseline: the strategy every other strategy of the same (bundle, arch, stage1, stage2) is compared with.
+        baseline: the strategy every other strategy of the same (bundle, arch, stage1, stage2, training) is compared
+            with. Configurations of every training mode share one ranking per (bundle, metric).
 
     Raises:
         DataError: see :func:`parse_runs`.
@@ -384,7 +395,7 @@ def summarise(rows: Iterable[Mapping[str, Any]], baseline: str = "ft") -> list[C
     """
     groups: dict[tuple, list[Run]] = defaultdict(list)
     for run in parse_runs(rows):
-        groups[(run.bundle, run.metric, run.arch, run.stage1, run.stage2, run.strategy)].append(run)
+        groups[(run.bundle, run.metric, run.arch, run.stage1, run.stage2, run.strategy, run.training)].append(run)
     described = {key: _describe(sorted(runs, key=lambda r: r.seed)) for key, runs in groups.items()}
     by_board: dict[tuple[str, str], list[tuple]] = defaultdict(list)
     for key in described:
@@ -393,6 +404,7 @@ def summarise(rows: Iterable[Mapping[str, Any]], baseline: str = "ft") -> list[C
     for (_, metric), keys in by_board.items():
         ranks = rank_by([described[key].mean for key in keys], higher_is_better=not lower_is_better(metric))
         for key, rank in zip(keys, ranks, strict=True):
-            base = described.get((*key[:5], baseline))
+            base = described.get((*key[:5], baseline, key[6]))
             summaries.append(_with_comparison(replace(described[key], rank=rank), base, baseline))
-    return sorted(summaries, key=lambda s: (s.bundle, s.metric, s.rank, s.arch, s.stage1, s.stage2, s.strategy))
+    return sorted(summaries, key=lambda s: (s.bundle, s.metric, s.rank, s.arch, s.stage1, s.stage2, s.strategy,
+                                            s.training))
