@@ -16,11 +16,13 @@ from common.networks import build_classifier, imagenet_weights_file
 
 GRIDS = sorted(GRIDS_DIR.glob("*.yaml"))
 #: Cells per grid: the studies' designs (a: 2 stage-1 x 2 stage-2 x 2 tasks; b: 3 models x 5 runs; c: ...).
-#: d: 8 strategies x 3 architectures x 5 modalities x 5 seeds; e: 2 augmentation settings x (FT, LP, 4 cut-offs) x 5.
+#: d: 8 strategies x 3 architectures x 5 modalities x 5 seeds; e: 2 augmentation settings x (FT, LP, 4 cut-offs) x 5;
+#: f: (FT, LP) x (each of 2 sites alone, pooled, federated) x 2 seeds.
 EXPECTED_CELLS = {"a_two_stage": 8 * 3, "a_two_stage_embedded": 8 * 2, "b_models": 3 * 5, "b_models_embedded": 3 * 5,
                   "c_strategies": 13 * 3 * 5, "c_strategies_embedded": 8 * 2, "demo": 3 * 2 * 2,
                   "d_modalities": 8 * 3 * 5 * 5, "e_cutoff_binary": 2 * 6 * 5, "e_cutoff_binary_embedded": 2 * 5 * 2,
-                  "d_modalities_embedded": 5 * 8 * 2}
+                  "d_modalities_embedded": 5 * 8 * 2,
+                  "f_federated_embedded": 2 * 4 * 2}
 
 
 def _with_local_data(raw: Any, root: Path) -> Any:
