@@ -1,8 +1,9 @@
 """Pooled test metrics of a federation, one per kind of bundle, against independent recomputations.
 
-Small hand-made site report folders (what each bundle's evaluation writes: metrics.json, predictions.npz), no
-training: the pooled value must be the metric of the union of the sites' test images (sklearn's ``roc_auc_score``
-for AUC, numpy pixel counts for the pixel-pooled Dice), not a mean of the sites' values.
+Small site report folders written by each kind's own report writer (what a bundle's evaluation writes:
+metrics.json, predictions.npz) from hand-made predictions, no training: the pooled value must be the metric of the
+union of the sites' test images (sklearn's ``roc_auc_score`` for AUC, numpy pixel counts for the pixel-pooled
+Dice), not a mean of the sites' values.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from common.federated.model import POOLED_TEST_METRICS, check_pooled_results
 from common.federated.results import POOLED_METRICS, collect_rounds, pooled_metrics
 from common.federated.simulate import simulate
 from common.metrics import compute_classification_metrics
-from common.metrics.report import save_predictions
+from common.metrics.report import write_classification_report
 from common.metrics.segmentation import compute_segmentation_metrics
+from common.metrics.segmentation_report import write_segmentation_report
 from common.metrics.single_label import compute_single_label_metrics
+from common.metrics.single_label_report import write_single_label_report
 from tests.federated.conftest import REPO
 
 SEG_CLASSES = ["tumor", "stroma", "inflammatory"]
@@ -34,9 +37,7 @@ def _multilabel_site(folder: Path, rng: np.random.Generator, n: int, names: list
     y_true = (rng.random((n, len(names))) < 0.5).astype(float)
     y_true[0], y_true[1] = 1.0, 0.0  # every class has positives and negatives at every site
     y_prob = np.clip(0.3 * y_true + 0.7 * rng.random((n, len(names))), 0, 1)
-    folder.mkdir(parents=True)
-    save_predictions(folder / "predictions.npz", y_true, y_prob, names)
-    (folder / "metrics.json").write_text(json.dumps(compute_classification_metrics(y_true, y_prob, names, n_boot=0)))
+    write_classification_report(compute_classification_metrics(y_true, y_prob, names, n_boot=0), folder, y_true, y_prob)
     return y_true, y_prob
 
 
@@ -44,12 +45,7 @@ def _single_label_site(folder: Path, rng: np.random.Generator, n: int, names: li
     labels = np.arange(n) % len(names)
     logits = rng.normal(size=(n, len(names))) + np.eye(len(names))[labels]
     y_prob = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    folder.mkdir(parents=True)
-    with open(folder / "predictions.npz", "wb") as handle:  # what write_single_label_report saves
-        np.savez_compressed(handle, y_true=np.eye(len(names))[labels], y_prob=y_prob, y_label=labels,
-                            class_names=np.asarray(names, dtype=str))
-    metrics = compute_single_label_metrics(labels, y_prob, names, n_boot=0)
-    (folder / "metrics.json").write_text(json.dumps(metrics))
+    write_single_label_report(compute_single_label_metrics(labels, y_prob, names, n_boot=0), folder, labels, y_prob)
     return labels, y_prob
 
 
@@ -69,8 +65,7 @@ def _label_maps(rng: np.random.Generator, n: int) -> tuple[list[np.ndarray], lis
 
 def _segmentation_site(folder: Path, rng: np.random.Generator, n: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     preds, truths = _label_maps(rng, n)
-    folder.mkdir(parents=True)
-    (folder / "metrics.json").write_text(json.dumps(compute_segmentation_metrics(preds, truths, SEG_CLASSES)))
+    write_segmentation_report(compute_segmentation_metrics(preds, truths, SEG_CLASSES), folder)
     return preds, truths
 
 
@@ -144,9 +139,9 @@ CASES = {
 def test_rounds_csv_rows_carry_the_bundles_metric(metric: str, tmp_path: Path) -> None:
     make_site, names = CASES[metric]
     rng = np.random.default_rng(4)
-    for stage in ("round_000", "final"):
-        for site, n in SIZES.items():
-            make_site(tmp_path / site / "rounds" / stage, rng, n)
+    for site, n in SIZES.items():
+        make_site(tmp_path / site / "rounds" / "round_000", rng, n)
+        make_site(tmp_path / site / "rounds" / "final", rng, n)
     rows = collect_rounds(tmp_path, list(SIZES), names, rounds=1, metric=metric)
     assert [(r["round"], r["site"]) for r in rows] == [(r, s) for r in (0, 1) for s in [*SIZES, "pooled"]]
     assert {r["metric"] for r in rows} == {metric}
