@@ -45,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "(FedAvg, MONAI's MonaiAlgo at each site). See docs/federated.md.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = parser.add_subparsers(dest="command", required=True)
-    sim = commands.add_parser("simulate", help="run the job offline in NVFlare's simulator (threads, CPU or one GPU)")
+    sim = commands.add_parser("simulate", help="run the job offline in NVFlare's simulator (threads, CPU or one GPU); "
+                              "scored per round, per site and pooled by the bundle's own test metric (mean_auc, "
+                              "macro_auc or mean_dice)")
     _common(sim)
     sim.add_argument("--output", type=Path, default=Path("federated_output"), help="run folder")
     sim.add_argument("--export", type=Path, default=None, help="also write the job folder here")

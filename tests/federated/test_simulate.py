@@ -61,6 +61,7 @@ def test_per_site_and_pooled_metrics_every_round(federation: tuple) -> None:
     assert {(r["round"], r["site"]) for r in rows} == {(str(n), s) for n in range(3) for s in
                                                        [*spec.sites, "pooled"]}
     assert all(0.0 <= float(r["value"]) <= 1.0 for r in rows)
+    assert {r["metric"] for r in rows} == {"mean_auc"} and summary["metric"] == "mean_auc"  # the chest bundle's own
     for site in spec.sites:
         for stage in ("round_000", "round_001", "final"):
             report = out / "run" / "sites" / site / "rounds" / stage
