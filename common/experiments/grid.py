@@ -40,7 +40,8 @@ from common.errors import ConfigError
 from common.experiments.bundles import FINETUNE_DIR, bundle_info
 from common.experiments.checks import check_overrides, check_stage1, check_stage2_bundles
 from common.experiments.data import SITES_LAYOUT, embedded_layouts
-from common.experiments.specs import TRAINING_MODES, DataSpec, FederatedSpec, Grid, PretrainSpec, StrategySpec, TaskSpec
+from common.experiments.specs import DataSpec, Grid, PretrainSpec, StrategySpec, TaskSpec
+from common.experiments.training import parse_training
 
 __all__ = ["DataSpec", "Grid", "PretrainSpec", "StrategySpec", "TaskSpec", "load_grid", "parse_grid"]
 
@@ -201,45 +202,6 @@ def _parse_pretraining(value: Any, base: Path) -> PretrainSpec:
     return PretrainSpec(info, data, _mapping(section.get("overrides"), "pretraining.overrides"))
 
 
-def _parse_training(raw: dict[str, Any], tasks: list[TaskSpec]) -> tuple[tuple[str, ...], FederatedSpec | None]:
-    """The ``training`` axis and the ``federated`` block, checked against the tasks that have sites."""
-    training = tuple(str(m) for m in _as_list(raw.get("training", ["local"]), "training"))
-    for mode in training:
-        if mode not in TRAINING_MODES:
-            raise ConfigError(f"grid key 'training': unknown mode {mode!r}; choose from: {', '.join(TRAINING_MODES)}")
-    if not training or len(set(training)) != len(training):
-        raise ConfigError(f"grid key 'training' must list distinct modes, got {list(training)}")
-    federated = None
-    if raw.get("federated") is not None:
-        block = _mapping(raw["federated"], "federated")
-        unknown = sorted(set(block) - {"rounds", "local_epochs"})
-        if unknown:
-            raise ConfigError(f"grid key 'federated': unknown {', '.join(unknown)}; valid keys: local_epochs, rounds")
-        for key in block:
-            if isinstance(block[key], bool) or not isinstance(block[key], int) or block[key] < 1:
-                raise ConfigError(f"grid key 'federated.{key}': expected a whole number >= 1, got {block[key]!r}")
-        federated = FederatedSpec(**block)
-    with_sites = [t for t in tasks if t.sites]
-    pooled = sorted(set(training) - {"local"})
-    if pooled and federated is None:
-        raise ConfigError(f"grid key 'training' lists {', '.join(pooled)} but the grid has no 'federated' block "
-                          f"(federated: {{rounds: 2, local_epochs: 1}})")
-    if pooled and not with_sites:
-        raise ConfigError(f"grid key 'training' lists {', '.join(pooled)} but no task's data has sites "
-                          f"(data: {{sites: {{site-1: {{dataset_dir: ...}}, ...}}}} or embedded: sites)")
-    if with_sites and federated is None:
-        raise ConfigError(f"grid key 'federated' is required: task {with_sites[0].name!r} has sites, whose cells train "
-                          f"rounds x local_epochs epochs in every training mode")
-    if federated is not None and not with_sites:
-        raise ConfigError("grid key 'federated' is set but no task's data has sites; it would change nothing")
-    for task in with_sites:
-        missing = [f for f in ("fl_train.json", "fl_evaluate.json") if not (task.bundle.path / "configs" / f).is_file()]
-        if missing:
-            raise ConfigError(f"task {task.name!r} has sites, but bundle {task.bundle.name} has no configs/"
-                              f"{' or configs/'.join(missing)}: it cannot be trained federated")
-    return training, federated
-
-
 def _parse_stage2(value: str, base: Path) -> str:
     """``none`` / ``medical`` as they are; ``bundle:<path>`` with the path made absolute against ``base``."""
     if value in ("none", "medical"):
@@ -300,7 +262,8 @@ def parse_grid(raw: Any, base: str | os.PathLike = ".", source: Path | None = No
             raise ConfigError(f"grid key 'exclude[{i}]': expected a mapping of {', '.join(_CELL_KEYS)} to values, "
                               f"got {rule!r}")
         exclude.append({k: str(v) for k, v in rule.items()})
-    training, federated = _parse_training(raw, tasks)
+    block = _mapping(raw["federated"], "federated") if raw.get("federated") is not None else None
+    training, federated = parse_training(_as_list(raw.get("training", ["local"]), "training"), block, tasks)
     tracking = str(raw.get("tracking", "none"))
     if tracking not in ("none", "mlflow"):
         raise ConfigError(f"grid key 'tracking': {tracking!r}; use none or mlflow")
