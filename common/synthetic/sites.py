@@ -148,7 +148,8 @@ def generate_sites(output_dir: str | os.PathLike, n_patients: int = 60, image_si
         test_fraction: test share of each site's patients.
 
     Returns:
-        The manifest written to ``sites.json``: per site its folder, datalist, scanner, split sizes.
+        The manifest: per site its folder, datalist (absolute paths), scanner, split sizes. ``sites.json`` holds the
+        same with the folder and datalist relative to ``output_dir``, so it stays right when the folder is moved.
 
     Raises:
         ConfigError: bad counts / fractions / scanner values. DataError: a patient at two sites.
@@ -166,7 +167,9 @@ def generate_sites(output_dir: str | os.PathLike, n_patients: int = 60, image_si
         manifest["sites"][name] = {"dataset_dir": str(root / name), "datalist": str(root / name / "datalist.json"),
                                    "scanner": asdict(scanner), **{k: len(v) for k, v in datalist.items()}}
     check_patients_disjoint(datalists)
-    atomic_write_json(root / "sites.json", manifest)
+    relative = {name: {**info, "dataset_dir": name, "datalist": f"{name}/datalist.json"}
+                for name, info in manifest["sites"].items()}
+    atomic_write_json(root / "sites.json", {**manifest, "sites": relative})
     logger.info("synthetic sites %s under %s", ", ".join(profiles), root)
     return manifest
 

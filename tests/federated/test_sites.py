@@ -64,6 +64,10 @@ def test_cli_parser_hook(tmp_path: Path) -> None:
     args.func(args)
     manifest = json.loads((tmp_path / "sites.json").read_text())
     assert sorted(manifest["sites"]) == ["site-1", "site-2"]
+    # relative to the folder, so the manifest stays right when the folder is moved (the grid runner renames it)
+    for info in manifest["sites"].values():
+        assert (tmp_path / info["datalist"]).is_file() and (tmp_path / info["dataset_dir"]).is_dir()
+        assert not Path(info["datalist"]).is_absolute()
 
 
 def test_pooled_datalist_reaches_every_site_image(fl_sites: dict, tmp_path: Path) -> None:
