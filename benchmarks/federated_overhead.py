@@ -22,9 +22,11 @@ CPU, small (fixed costs dominate)::
 
     python benchmarks/federated_overhead.py --image-size 64 --patients 24 --arch resnet18 --output fl64.json
 
-GPU machine, the issue's setting (DenseNet-121, 224 px, 60 patients per site)::
+GPU machine, the issue's setting (DenseNet-121, 224 px, 60 patients per site, ~53 training images at site-1; raise
+``--patients`` for a local epoch long enough that the fixed ~3 s of transfer and aggregation can fall under 20%)::
 
     python benchmarks/federated_overhead.py --image-size 224 --output fl224.json
+    python benchmarks/federated_overhead.py --image-size 224 --patients 600 --output fl224_600.json
 """
 
 from __future__ import annotations
