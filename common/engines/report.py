@@ -36,6 +36,8 @@ class ClassificationReportHandler(PredictionCollector):
         n_boot: bootstrap resamples for the AUC confidence intervals.
         seed: bootstrap seed.
         title: report heading.
+        plots: write the ROC and confusion-matrix PNGs (``False``: a federated round's report, see
+            :func:`~common.metrics.write_classification_report`).
     """
 
     def __init__(
@@ -46,12 +48,13 @@ class ClassificationReportHandler(PredictionCollector):
         n_boot: int = 1000,
         seed: int = 0,
         title: str = "Evaluation",
+        plots: bool = True,
     ) -> None:
         super().__init__()
         self.output_dir = Path(output_dir)
         self.class_names = list(class_names)
         self.calibration = calibration
-        self.n_boot, self.seed, self.title = int(n_boot), int(seed), title
+        self.n_boot, self.seed, self.title, self.plots = int(n_boot), int(seed), title, bool(plots)
         self.metrics: dict | None = None
 
     def completed(self, engine: Engine) -> None:
@@ -66,5 +69,6 @@ class ClassificationReportHandler(PredictionCollector):
             y_true, y_prob, self.class_names, thresholds=thresholds, n_boot=self.n_boot, seed=self.seed,
             patient_ids=self.patient_ids,
         )
-        write_classification_report(self.metrics, self.output_dir, y_true, y_prob, title=self.title)
+        write_classification_report(self.metrics, self.output_dir, y_true, y_prob, title=self.title,
+                                    plots=self.plots)
         logger.info("evaluation report written to %s\n%s", self.output_dir, format_metrics_table(self.metrics))

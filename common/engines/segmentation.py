@@ -78,7 +78,8 @@ def _image_to_rgb(image: Any, mean: Sequence[float] | None, std: Sequence[float]
 class SegmentationReportHandler:
     """Accumulate a pixel confusion matrix and per-image HD95, then write the segmentation report on COMPLETED.
 
-    Only the first ``n_overlays`` images are kept (for the pictures); everything else is reduced per iteration.
+    Only the first ``n_overlays`` images are kept (for the pictures; none when ``plots`` is False); everything else
+    is reduced per iteration.
     Meant for a single-process evaluation run (``python -m common eval``), not for DDP.
 
     Args:
@@ -93,6 +94,8 @@ class SegmentationReportHandler:
         hd95_missed: how an image whose truth or prediction lacks a class counts in HD95: ``"exclude"`` (mean over
             finite values, missed cases counted) or ``"diagonal"`` (scored as the image diagonal); see
             :mod:`common.metrics.segmentation`.
+        plots: draw the confusion matrix and the overlays. ``False`` (a federated round's report) writes no PNG
+            and keeps no overlay images; the metrics are the same.
 
     Example:
         >>> SegmentationReportHandler("eval/test", ["tumor", "stroma"]).attach(evaluator)  # doctest: +SKIP
@@ -109,6 +112,7 @@ class SegmentationReportHandler:
         title: str = "Segmentation evaluation",
         reverse_indexing: bool = False,
         hd95_missed: str = "exclude",
+        plots: bool = True,
     ) -> None:
         if hd95_missed not in HD95_MISSED_POLICIES:
             raise ConfigError(f"unknown hd95_missed {hd95_missed!r}; choose from: {', '.join(HD95_MISSED_POLICIES)}")
@@ -117,7 +121,7 @@ class SegmentationReportHandler:
         self.output_dir, self.class_names = Path(output_dir), list(class_names)
         self.n_overlays, self.mean, self.std = int(n_overlays), mean, std
         self.ignore_index, self.title, self.reverse_indexing = int(ignore_index), title, bool(reverse_indexing)
-        self.hd95_missed = hd95_missed
+        self.hd95_missed, self.plots = hd95_missed, bool(plots)
         self.metrics: dict[str, Any] | None = None
         self.reset()
 
@@ -147,7 +151,7 @@ class SegmentationReportHandler:
             self.dice_rows.append(dice_per_image_from_confusion(image_confusion))
             self.hd95_rows.append(hd95_per_class(pred, truth, k, self.ignore_index))
             self.diagonals.append(image_diagonal(truth.shape))
-            if len(self.overlays) < self.n_overlays and pred.ndim == 2:
+            if self.plots and len(self.overlays) < self.n_overlays and pred.ndim == 2:
                 rgb = _image_to_rgb(item["image"], self.mean, self.std)
                 if self.reverse_indexing:
                     rgb, truth, pred = rgb.transpose(1, 0, 2), truth.T, pred.T
@@ -160,7 +164,8 @@ class SegmentationReportHandler:
             self.confusion, self.hd95_rows, self.class_names, self.ignore_index,
             dice_rows=self.dice_rows, diagonals=self.diagonals, hd95_missed=self.hd95_missed,
         )
-        write_segmentation_report(self.metrics, self.output_dir, self.overlays, self.class_names, self.title)
+        write_segmentation_report(self.metrics, self.output_dir, self.overlays, self.class_names, self.title,
+                                  plots=self.plots)
         logger.info("segmentation report written to %s\n%s", self.output_dir, format_segmentation_table(self.metrics))
 
 

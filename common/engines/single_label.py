@@ -109,14 +109,16 @@ class SingleLabelReportHandler(PredictionCollector):
         n_boot: bootstrap resamples for the intervals.
         seed: bootstrap seed.
         title: report heading.
+        plots: write the ROC and confusion-matrix PNGs (``False``: a federated round's report, see
+            :func:`~common.metrics.single_label_report.write_single_label_report`).
     """
 
     def __init__(self, output_dir: str | os.PathLike, class_names: Sequence[str], n_boot: int = 1000, seed: int = 0,
-                 title: str = "Evaluation") -> None:  # fmt: skip
+                 title: str = "Evaluation", plots: bool = True) -> None:  # fmt: skip
         super().__init__()
         self.output_dir = Path(output_dir)
         self.class_names = list(class_names)
-        self.n_boot, self.seed, self.title = int(n_boot), int(seed), title
+        self.n_boot, self.seed, self.title, self.plots = int(n_boot), int(seed), title, bool(plots)
         self.metrics: dict | None = None
 
     def completed(self, engine: Engine) -> None:
@@ -127,7 +129,7 @@ class SingleLabelReportHandler(PredictionCollector):
         labels = y_true[:, 0]
         self.metrics = compute_single_label_metrics(labels, y_prob, self.class_names, n_boot=self.n_boot,
                                                     seed=self.seed, patient_ids=self.patient_ids)  # fmt: skip
-        write_single_label_report(self.metrics, self.output_dir, labels, y_prob, title=self.title)
+        write_single_label_report(self.metrics, self.output_dir, labels, y_prob, title=self.title, plots=self.plots)
         logger.info("evaluation report written to %s\n%s", self.output_dir, format_single_label_table(self.metrics))
 
 

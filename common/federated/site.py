@@ -38,9 +38,13 @@ logger = logging.getLogger(__name__)
 
 FL_TRAIN_OVERLAY = "configs/fl_train.json"
 FL_EVAL_OVERLAY = "configs/fl_evaluate.json"
-#: what the per-round evaluation changes in the bundle's evaluation config: no bootstrap intervals (the final
-#: global model's report, :func:`evaluate_weights`, keeps the bundle's ``n_boot``); the metrics themselves are the same
-ROUND_REPORT_OVERRIDES: dict[str, Any] = {"n_boot": 0}
+#: what the per-round evaluation changes in the bundle's evaluation config: no bootstrap intervals and no PNG plots
+#: (ROC, confusion matrices, segmentation overlays: 1.5-3.4 s a round, the largest fixed cost), read by
+#: ``configs/fl_evaluate.json`` as ``report_plots``; the final global model's report (:func:`evaluate_weights`)
+#: keeps the bundle's ``n_boot`` and its plots. The metrics themselves are the same.
+ROUND_REPORT_OVERRIDES: dict[str, Any] = {"n_boot": 0, "report_plots": False}
+#: report keys that hold a bundle's headline test metric (multi-label, single-label, segmentation)
+_REPORT_KEY_METRICS = ("mean_auc", "macro_auc", "mean_dice")
 #: metric values a site may send: scalars only (no arrays that could carry per-image predictions)
 _SCALAR_TYPES = (int, float, np.integer, np.floating)
 
@@ -84,8 +88,8 @@ def build_algo(args: argparse.Namespace, train: bool = True) -> Any:
     """MonaiAlgo on the site's bundle: train.json + fl_train.json (+ strategy), evaluate.json + fl_evaluate.json.
 
     ``train=True`` builds the per-round site: its evaluation of each received global model applies
-    :data:`ROUND_REPORT_OVERRIDES` (no bootstrap intervals, a fixed cost every round). ``train=False`` builds the
-    evaluation side only, with the bundle's own settings (the final global model's full report).
+    :data:`ROUND_REPORT_OVERRIDES` (no bootstrap intervals, no plots: fixed costs every round). ``train=False``
+    builds the evaluation side only, with the bundle's own settings (the final global model's full report).
 
     The bundle's ``logging.conf`` is never applied (MonaiAlgo's default ``logging_file=False``; a test checks it).
     """
@@ -187,10 +191,14 @@ def train_round(algo: Any, weights: Mapping[str, torch.Tensor], current_round: i
 
 
 def evaluate_weights(argv: Sequence[str], weights: Mapping[str, torch.Tensor], stage: str = "final") -> dict:
-    """Evaluate ``weights`` on a site's test split exactly as a round does; the report goes to ``rounds/<stage>``.
+    """Evaluate ``weights`` on a site's test split with the bundle's full report, kept under ``rounds/<stage>``.
+
+    The same metrics as a round's report, plus what a round leaves out (:data:`ROUND_REPORT_OVERRIDES`): bootstrap
+    intervals and plots. Returns the report's ``metrics.json``, whose key metric depends on the bundle.
 
     Example:
-        >>> evaluate_weights(site_arguments.split(), global_weights)["mean_auc"]  # doctest: +SKIP
+        >>> report = evaluate_weights(site_arguments.split(), global_weights)  # doctest: +SKIP
+        >>> report["mean_auc"]  # or "macro_auc" (single-label), "mean_dice" (segmentation)  # doctest: +SKIP
     """
     from monai.fl.utils.constants import ExtraItems, WeightType
     from monai.fl.utils.exchange_object import ExchangeObject
@@ -235,7 +243,8 @@ def run_site(argv: Sequence[str] | None = None) -> None:
         # model on the local validation split (what the server selects the best global model by)
         metrics = dict(evaluated.metrics or {})
         metrics.update(algo.train_workflow.evaluator.state.metrics)
-        logger.info("%s round %d: %s (report: %s)", site, current_round, metrics, report.get("mean_auc"))
+        headline = {key: report[key] for key in _REPORT_KEY_METRICS if key in report}
+        logger.info("%s round %d: %s (report: %s)", site, current_round, metrics, headline)
         payload = outgoing_payload(result.weights, metrics, expected)
         steps = int(result.statistics.get("num_executed_iterations", 1))
         atomic_write_json(site_dir / "rounds" / f"round_{current_round:03d}" / "sent.json",

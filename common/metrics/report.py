@@ -186,11 +186,12 @@ def write_classification_report(
     y_true: ArrayLike,
     y_prob: ArrayLike,
     title: str = "Evaluation",
+    plots: bool = True,
 ) -> Path:
     """Write ``metrics.json``, ``report.md``, ``roc_curves.png``, ``confusion_matrices.png`` and ``predictions.npz``.
 
     ``predictions.npz`` (:data:`PREDICTIONS_FILE`) holds ``y_true``, ``y_prob`` and ``class_names`` as
-    described in :func:`save_predictions`. All five files are written to a temporary sibling folder that
+    described in :func:`save_predictions`. All files are written to a temporary sibling folder that
     replaces ``output_dir`` only once complete, so a failure leaves any earlier report untouched.
 
     Args:
@@ -199,6 +200,9 @@ def write_classification_report(
         y_true: the labels the metrics were computed from, ``(n_images, n_classes)``, NaN = unknown.
         y_prob: the matching probabilities (for the ROC curves and ``predictions.npz``).
         title: heading of the report and the figures.
+        plots: draw the two PNGs. ``False`` (a federated round's report, where drawing them was the largest
+            fixed cost) writes no PNG and leaves them out of ``report.md``; ``metrics.json`` and
+            ``predictions.npz`` are the same.
 
     Returns:
         ``output_dir`` as a Path.
@@ -215,23 +219,19 @@ def write_classification_report(
         raise DataError(
             f"y_true and y_prob must match the metrics' shape {expected}; found {labels.shape} and {probs.shape}"
         )
-    markdown = "\n".join(
-        [
-            f"# {title}",
-            "",
-            format_metrics_table(metrics),
-            "",
-            "![ROC curves](roc_curves.png)",
-            "",
-            "![Confusion matrices at the chosen thresholds](confusion_matrices.png)",
-            "",
-        ]
-    )
+    figures = [
+        "![ROC curves](roc_curves.png)",
+        "",
+        "![Confusion matrices at the chosen thresholds](confusion_matrices.png)",
+        "",
+    ]
+    markdown = "\n".join([f"# {title}", "", format_metrics_table(metrics), "", *(figures if plots else [])])
     with atomic_directory(output_dir) as tmp:
         atomic_write_json(tmp / "metrics.json", metrics)
         atomic_write_text(tmp / "report.md", markdown)
-        plot_roc_curves(labels, probs, metrics, tmp / "roc_curves.png", title=title)
-        plot_confusion_matrices(metrics, tmp / "confusion_matrices.png", title=title)
+        if plots:
+            plot_roc_curves(labels, probs, metrics, tmp / "roc_curves.png", title=title)
+            plot_confusion_matrices(metrics, tmp / "confusion_matrices.png", title=title)
         save_predictions(tmp / PREDICTIONS_FILE, labels, probs, metrics["class_names"])
     logger.info("wrote evaluation report (%d images, %d classes) to %s", *expected, output_dir)
     return Path(output_dir)

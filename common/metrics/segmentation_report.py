@@ -196,6 +196,7 @@ def write_segmentation_report(
     overlays: Sequence[Overlay] = (),
     class_names: Sequence[str] | None = None,
     title: str = "Evaluation",
+    plots: bool = True,
 ) -> Path:
     """Write ``metrics.json``, ``report.md``, ``confusion_matrix.png`` and ``overlays/<name>.png`` to ``output_dir``.
 
@@ -207,6 +208,9 @@ def write_segmentation_report(
         overlays: ``(name, image_rgb uint8 (H, W, 3), truth (H, W), prediction (H, W))`` per picture.
         class_names: names of labels 1..K; must match the metrics (defaults to theirs).
         title: heading of the report and the figures.
+        plots: draw the confusion matrix and the overlays. ``False`` (a federated round's report, where drawing
+            them was the largest fixed cost) writes no PNG and no ``overlays/`` folder, and ``report.md`` names
+            no picture; ``overlays`` are still checked; ``metrics.json`` is the same.
 
     Returns:
         ``output_dir`` as a Path.
@@ -224,20 +228,23 @@ def write_segmentation_report(
     for picture in pictures:
         _check_overlay(*picture)
     files = _overlay_file_names([p[0] for p in pictures])
-    markdown = [f"# {title}", "", format_segmentation_table(metrics), "",
-                "![Confusion matrix](confusion_matrix.png)", ""]
-    if pictures:
+    drawn = list(zip(pictures, files, strict=True)) if plots else []
+    markdown = [f"# {title}", "", format_segmentation_table(metrics), ""]
+    if plots:
+        markdown += ["![Confusion matrix](confusion_matrix.png)", ""]
+    if drawn:
         markdown += ["## Examples (image, truth, prediction)", ""]
-        markdown += [f"![{name}](overlays/{file})\n" for (name, *_), file in zip(pictures, files, strict=True)]
+        markdown += [f"![{name}](overlays/{file})\n" for (name, *_), file in drawn]
     with atomic_directory(output_dir) as tmp:
         atomic_write_json(tmp / "metrics.json", metrics)
         atomic_write_text(tmp / "report.md", "\n".join(markdown))
-        plot_segmentation_confusion(metrics, tmp / "confusion_matrix.png", title=title)
-        if pictures:
+        if plots:
+            plot_segmentation_confusion(metrics, tmp / "confusion_matrix.png", title=title)
+        if drawn:
             (tmp / "overlays").mkdir()
-        for (name, image, truth, pred), file in zip(pictures, files, strict=True):
+        for (name, image, truth, pred), file in drawn:
             plot_segmentation_overlay(image, truth, pred, names, tmp / "overlays" / file, name,
                                       metrics["ignore_index"])
     logger.info("wrote segmentation report (%d images, %d classes, %d overlays) to %s",
-                metrics["n_images"], len(names), len(pictures), output_dir)
+                metrics["n_images"], len(names), len(drawn), output_dir)
     return Path(output_dir)

@@ -113,10 +113,23 @@ def plot_confusion_matrix(metrics: dict[str, Any], path: str | os.PathLike, titl
 
 
 def write_single_label_report(metrics: dict[str, Any], output_dir: str | os.PathLike, y_label: ArrayLike,
-                              y_prob: ArrayLike, title: str = "Evaluation") -> Path:  # fmt: skip
+                              y_prob: ArrayLike, title: str = "Evaluation", plots: bool = True) -> Path:  # fmt: skip
     """Write ``metrics.json``, ``report.md``, ``roc_curves.png``, ``confusion_matrix.png`` and ``predictions.npz``.
 
-    All five are written to a temporary sibling folder that replaces ``output_dir`` only once complete.
+    All are written to a temporary sibling folder that replaces ``output_dir`` only once complete.
+
+    Args:
+        metrics: output of :func:`~common.metrics.single_label.compute_single_label_metrics`.
+        output_dir: report folder; replaced as a whole.
+        y_label: the class index of every image, ``(n_images,)``.
+        y_prob: the matching probabilities, ``(n_images, n_classes)``.
+        title: heading of the report and the figures.
+        plots: draw the two PNGs. ``False`` (a federated round's report, where drawing them was the largest
+            fixed cost) writes no PNG and leaves them out of ``report.md``; ``metrics.json`` and
+            ``predictions.npz`` are the same.
+
+    Returns:
+        ``output_dir`` as a Path.
 
     Raises:
         DataError: ``y_label`` / ``y_prob`` do not match the metrics' shape.
@@ -128,13 +141,14 @@ def write_single_label_report(metrics: dict[str, Any], output_dir: str | os.Path
     expected = (metrics["n_images"], len(metrics["class_names"]))
     if probs.shape != expected:
         raise DataError(f"y_prob must match the metrics' shape {expected}; found {probs.shape}")
-    markdown = "\n".join([f"# {title}", "", format_single_label_table(metrics), "",
-                          "![ROC curves](roc_curves.png)", "", "![Confusion matrix](confusion_matrix.png)", ""])
+    figures = ["![ROC curves](roc_curves.png)", "", "![Confusion matrix](confusion_matrix.png)", ""]
+    markdown = "\n".join([f"# {title}", "", format_single_label_table(metrics), "", *(figures if plots else [])])
     with atomic_directory(output_dir) as tmp:
         atomic_write_json(tmp / "metrics.json", metrics)
         atomic_write_text(tmp / "report.md", markdown)
-        plot_single_label_roc(labels, probs, metrics, tmp / "roc_curves.png", title=title)
-        plot_confusion_matrix(metrics, tmp / "confusion_matrix.png", title=title)
+        if plots:
+            plot_single_label_roc(labels, probs, metrics, tmp / "roc_curves.png", title=title)
+            plot_confusion_matrix(metrics, tmp / "confusion_matrix.png", title=title)
         with open(tmp / PREDICTIONS_FILE, "wb") as handle:
             np.savez_compressed(handle, y_true=np.eye(probs.shape[1])[labels], y_prob=probs, y_label=labels,
                                 class_names=np.asarray(metrics["class_names"], dtype=str))  # fmt: skip
