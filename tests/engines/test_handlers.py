@@ -14,6 +14,7 @@ from monai.data import MetaTensor
 from sklearn.metrics import roc_auc_score
 
 from common.engines import ClassificationReportHandler, MultilabelAUC, PredictionCollector, ProbabilityCSVWriter
+from common.engines.single_label import SingleLabelReportHandler
 from common.errors import DataError
 from common.metrics import load_predictions
 
@@ -87,6 +88,26 @@ def test_report_handler_uses_validation_thresholds(tmp_path: Path) -> None:
     np.testing.assert_array_equal(y_prob, PROBS)
     assert names == ["A", "B"]
 
+
+
+SINGLE_LABEL_PROBS = np.array([[0.8, 0.2], [0.3, 0.7], [0.6, 0.4], [0.1, 0.9]], dtype=np.float32)
+SINGLE_LABEL_INDEX = np.array([[0], [1], [1], [1]], dtype=np.float32)
+
+
+@pytest.mark.parametrize(("handler_class", "probs", "labels", "pngs"), [
+    (ClassificationReportHandler, PROBS, LABELS, ["confusion_matrices.png", "roc_curves.png"]),
+    (SingleLabelReportHandler, SINGLE_LABEL_PROBS, SINGLE_LABEL_INDEX, ["confusion_matrix.png", "roc_curves.png"]),
+], ids=["multi-label", "single-label"])
+def test_report_handler_without_plots_writes_no_png_and_the_same_metrics(
+        tmp_path: Path, handler_class: type, probs: np.ndarray, labels: np.ndarray, pngs: list[str]) -> None:
+    for name, plots in (("full", True), ("bare", False)):
+        handler = handler_class(tmp_path / name, ["A", "B"], n_boot=20, plots=plots)
+        engine = _engine(probs, labels)
+        handler.attach(engine)
+        engine.run(_starts(4))
+    assert sorted(p.name for p in (tmp_path / "full").glob("*.png")) == pngs
+    assert sorted(p.name for p in (tmp_path / "bare").iterdir()) == ["metrics.json", "predictions.npz", "report.md"]
+    assert (tmp_path / "bare" / "metrics.json").read_bytes() == (tmp_path / "full" / "metrics.json").read_bytes()
 
 def test_auc_metric_is_the_mean_of_sklearn_aucs() -> None:
     metric = MultilabelAUC(output_transform=lambda items: ([i["pred"] for i in items], [i["label"] for i in items]))

@@ -105,6 +105,19 @@ def test_report_handler_recovers_the_image_for_pictures(tmp_path: Path, normalis
     np.testing.assert_allclose(handler.overlays[0][1].astype(int), expected.astype(int), atol=1)
 
 
+
+def test_report_handler_without_plots_keeps_no_overlays_and_writes_no_png(tmp_path: Path) -> None:
+    handlers = {plots: SegmentationReportHandler(tmp_path / str(plots), NAMES, n_overlays=2, plots=plots)
+                for plots in (True, False)}
+    for handler in handlers.values():
+        engine = _engine()
+        handler.attach(engine)
+        engine.run(STARTS)
+    assert len(handlers[True].overlays) == 2 and handlers[False].overlays == []  # nothing collected to draw
+    assert sorted(p.name for p in (tmp_path / "False").iterdir()) == ["metrics.json", "report.md"]
+    assert (tmp_path / "False" / "metrics.json").read_bytes() == (tmp_path / "True" / "metrics.json").read_bytes()
+    assert handlers[False].metrics == handlers[True].metrics
+
 def test_report_handler_needs_both_mean_and_std(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="give both mean and std"):
         SegmentationReportHandler(tmp_path, NAMES, mean=MEAN)

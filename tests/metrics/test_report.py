@@ -49,6 +49,17 @@ def test_report_writes_all_files(tmp_path: Path, metrics: dict) -> None:
     assert saved == metrics
 
 
+
+def test_report_without_plots_writes_no_png_and_the_same_data(tmp_path: Path, metrics: dict) -> None:
+    full = write_classification_report(metrics, tmp_path / "full", Y_TRUE, Y_PROB, title="Test set")
+    bare = write_classification_report(metrics, tmp_path / "bare", Y_TRUE, Y_PROB, title="Test set", plots=False)
+    assert sorted(p.name for p in bare.iterdir()) == ["metrics.json", "predictions.npz", "report.md"]
+    assert (bare / "metrics.json").read_bytes() == (full / "metrics.json").read_bytes()
+    with np.load(full / PREDICTIONS_FILE) as a, np.load(bare / PREDICTIONS_FILE) as b:
+        assert all(np.array_equal(a[key], b[key], equal_nan=a[key].dtype.kind == "f") for key in a.files)
+    text = (bare / "report.md").read_text()
+    assert format_metrics_table(metrics) in text and ".png" not in text
+
 def test_report_saves_predictions_bit_for_bit(tmp_path: Path, metrics: dict) -> None:
     out = write_classification_report(metrics, tmp_path / "eval", Y_TRUE, Y_PROB)
     with np.load(out / PREDICTIONS_FILE, allow_pickle=False) as data:

@@ -58,6 +58,21 @@ def test_report_without_overlays_has_no_overlay_folder(tmp_path: Path, metrics: 
     assert sorted(p.name for p in out.iterdir()) == ["confusion_matrix.png", "metrics.json", "report.md"]
 
 
+
+def test_report_without_plots_writes_no_png_and_the_same_metrics(tmp_path: Path, metrics: dict) -> None:
+    overlays = [("case 1", IMAGE, TRUTH, PRED)]
+    full = write_segmentation_report(metrics, tmp_path / "full", overlays, NAMES, "Test set")
+    bare = write_segmentation_report(metrics, tmp_path / "bare", overlays, NAMES, "Test set", plots=False)
+    assert sorted(p.name for p in bare.iterdir()) == ["metrics.json", "report.md"]  # no overlays/ folder either
+    assert (bare / "metrics.json").read_bytes() == (full / "metrics.json").read_bytes()
+    text = (bare / "report.md").read_text()
+    assert format_segmentation_table(metrics) in text and ".png" not in text
+
+
+def test_report_without_plots_still_checks_overlays(tmp_path: Path, metrics: dict) -> None:
+    with pytest.raises(DataError, match="image must be uint8"):
+        write_segmentation_report(metrics, tmp_path / "eval", [("c", IMAGE.astype(float), TRUTH, PRED)], plots=False)
+
 def test_table_rows_and_means(metrics: dict) -> None:
     text = format_segmentation_table(metrics)
     # tumor: TP 6, FP 1 (truth stroma at (1, 1)), FN 0 -> Dice 12/13 (one image: per-image equals pooled), IoU 6/7;

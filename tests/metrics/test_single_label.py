@@ -136,6 +136,19 @@ def test_report_folder(tmp_path: Path) -> None:
     assert "Macro one-vs-rest AUC" in (out / "report.md").read_text()
 
 
+
+def test_report_without_plots_writes_no_png_and_the_same_data(tmp_path: Path) -> None:
+    labels, probs = _data(3, n=30)
+    metrics = compute_single_label_metrics(labels, probs, ["a", "b", "c"], n_boot=20)
+    full = write_single_label_report(metrics, tmp_path / "full", labels, probs, title="T")
+    bare = write_single_label_report(metrics, tmp_path / "bare", labels, probs, title="T", plots=False)
+    assert sorted(p.name for p in bare.iterdir()) == ["metrics.json", "predictions.npz", "report.md"]
+    assert (bare / "metrics.json").read_bytes() == (full / "metrics.json").read_bytes()
+    with np.load(full / "predictions.npz") as a, np.load(bare / "predictions.npz") as b:
+        assert a.files == b.files and all(np.array_equal(a[key], b[key]) for key in a.files)
+    text = (bare / "report.md").read_text()
+    assert "Macro one-vs-rest AUC" in text and ".png" not in text
+
 def test_key_metric_handler() -> None:
     labels, probs = _data(3, n=40)
     metric = SingleLabelAUC()
