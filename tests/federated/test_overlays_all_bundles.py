@@ -3,8 +3,9 @@
 Single-label classification, general pretraining (multi-label, validation split) and both histology segmentation
 bundles (sliding-window evaluator, Dice / HD95 report): the received global weights are what the evaluator scores
 (no checkpoint loader), no local model.pt is needed, the round report lands in ``rounds/round_000`` with the
-bundle's own key metric, training sends differences of the global model's tensors only (scalar metrics), and
-``models/model_final.pt`` is written. Tiny data (embedded generators, 32 px), one epoch, torch on one thread.
+bundle's own key metric and no plots, training sends differences of the global model's tensors only (scalar
+metrics), and ``models/model_final.pt`` is written. Tiny data (embedded generators, 32 px), one epoch, torch on one
+thread.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ def test_round_under_monai_algo(name: str, tmp_path: Path) -> None:
     assert all(torch.equal(v.cpu(), weights[k]) for k, v in algo.evaluator.network.state_dict().items())
     report = keep_report(site, "round_000")
     assert report_metric in report and (site / "rounds" / "round_000" / "metrics.json").is_file()
+    assert not list((site / "rounds" / "round_000").rglob("*.png"))  # report_plots false in a round
     assert set(evaluated.metrics) == {f"test_{report_metric}"} or name == "medical_general_pretraining"
     result = train_round(algo, weights, current_round=0, local_epochs=1)
     assert set(result.weights) == expected

@@ -58,7 +58,8 @@ def test_evaluation_uses_the_global_weights_without_a_local_checkpoint(tmp_path:
     assert (tmp_path / "site" / "models" / "model_final.pt").is_file()
 
 
-def test_round_report_skips_the_bootstrap_the_final_report_keeps_it(tmp_path: Path, fl_sites: dict) -> None:
+def test_round_report_skips_the_bootstrap_and_plots_the_final_report_keeps_them(tmp_path: Path,
+                                                                                 fl_sites: dict) -> None:
     algo = _algo(tmp_path, fl_sites)  # TINY: n_boot 10
     weights = _perturbed(_state(algo), seed=2)
     algo.evaluate(ExchangeObject(weights=weights, weight_type=WeightType.WEIGHTS))
@@ -68,7 +69,10 @@ def test_round_report_skips_the_bootstrap_the_final_report_keeps_it(tmp_path: Pa
     final = evaluate_weights(argv, weights)
     assert final["bootstrap"]["n_resamples"] == 10 and None not in final["mean_auc_ci"]
     assert final["mean_auc"] == per_round["mean_auc"] and final["n_images"] == per_round["n_images"]  # same metrics
-    assert (tmp_path / "site" / "rounds" / "round_000" / "predictions.npz").is_file()  # what pooling reads
+    rounds = tmp_path / "site" / "rounds"
+    assert (rounds / "round_000" / "predictions.npz").is_file()  # what pooling reads
+    assert not list((rounds / "round_000").rglob("*.png"))
+    assert sorted(p.name for p in (rounds / "final").glob("*.png")) == ["confusion_matrices.png", "roc_curves.png"]
 
 
 def test_frozen_parameters_send_exactly_zero_differences(tmp_path: Path, fl_sites: dict) -> None:
