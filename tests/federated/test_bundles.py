@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
+from monai.data import CacheDataset
 from monai.fl.utils.constants import ExtraItems, WeightType
 from monai.fl.utils.exchange_object import ExchangeObject
 
-from common.federated.site import build_algo, parse_site_args, train_round
+from common.federated.site import build_algo, keep_report, parse_site_args, train_round
 from common.synthetic import make_embedded_dataset
-from tests.federated.conftest import REPO, TINY
+from tests.federated.conftest import REPO, TINY, site_argv
 
 FEDERATED = sorted(p.parents[1].name for p in (REPO / "bundles").glob("*/configs/fl_train.json"))
 
@@ -45,3 +47,55 @@ def test_mammography_round_under_monai_algo(tmp_path: Path) -> None:
     assert set(diff) == set(weights)
     assert (tmp_path / "site" / "models" / "model_final.pt").is_file()
     assert (tmp_path / "site" / "eval" / "metrics.json").is_file()
+
+
+def test_every_fl_evaluate_declares_round_eval_cache_rate() -> None:
+    for name in FEDERATED:
+        evaluate = json.loads((REPO / "bundles" / name / "configs" / "fl_evaluate.json").read_text())
+        assert 0.0 <= evaluate["round_eval_cache_rate"] <= 1.0, name
+        assert evaluate["validate#dataset#_target_"] == "CacheDataset", name
+        assert evaluate["validate#dataset#cache_rate"] == "@round_eval_cache_rate", name
+        settings = json.loads((REPO / "bundles" / name / "configs" / "train.json").read_text())["settings"]
+        assert "round_eval_cache_rate" not in settings, name  # not part of the run's fingerprint
+
+
+def _chest_round_algo(site_dir: Path, datalist: str, cache_rate: float):
+    algo = build_algo(parse_site_args(site_argv(site_dir, datalist, round_eval_cache_rate=cache_rate)))
+    algo.initialize(extra={ExtraItems.CLIENT_NAME: "site-1"})
+    return algo
+
+
+def _round_report(algo, site_dir: Path, weights: dict[str, torch.Tensor], stage: str) -> dict:
+    algo.evaluate(ExchangeObject(weights=weights, weight_type=WeightType.WEIGHTS))
+    report = keep_report(site_dir, stage)
+    report["predictions"] = dict(np.load(site_dir / "rounds" / stage / "predictions.npz"))
+    return report
+
+
+def test_chest_round_evaluation_caches_the_test_split_with_the_same_report(tmp_path: Path, fl_sites: dict) -> None:
+    datalist = fl_sites["sites"]["site-1"]["datalist"]
+    cached = _chest_round_algo(tmp_path / "cached", datalist, 1.0)
+    dataset = cached.evaluator.data_loader.dataset
+    assert isinstance(dataset, CacheDataset) and dataset.cache_num == len(dataset) > 0
+    filled = list(dataset._cache)  # preprocessed once, at initialize
+    gen = torch.Generator().manual_seed(0)  # a received model with unsaturated, image-dependent probabilities
+    weights = {k: v.detach() + 0.001 * torch.randn(v.shape, generator=gen) if v.is_floating_point() else v.clone()
+               for k, v in cached.trainer.network.state_dict().items()}
+    first = _round_report(cached, tmp_path / "cached", weights, "round_000")
+    second = _round_report(cached, tmp_path / "cached", weights, "round_001")
+    assert cached.evaluator.data_loader.dataset is dataset  # the same dataset every round ...
+    assert all(a is b for a, b in zip(dataset._cache, filled, strict=True))  # ... and cache, never refilled
+    plain = _chest_round_algo(tmp_path / "plain", datalist, 0.0)
+    assert plain.evaluator.data_loader.dataset.cache_num == 0
+    uncached = _round_report(plain, tmp_path / "plain", weights, "round_000")
+    for report in (second, uncached):
+        assert report.keys() == first.keys()
+        for key, value in first.items():
+            if key == "predictions":
+                assert value.keys() == report[key].keys()
+                assert all(np.array_equal(value[k], report[key][k], equal_nan=value[k].dtype.kind == "f")
+                           for k in value), key
+            else:
+                assert json.dumps(report[key]) == json.dumps(value), key
+    for algo in (cached, plain):
+        algo.finalize()
