@@ -22,6 +22,10 @@ CPU, small (fixed costs dominate)::
 
     python benchmarks/federated_overhead.py --image-size 64 --patients 24 --arch resnet18 --output fl64.json
 
+``--round-eval-cache-rate 0`` turns off the cache of the per-round evaluation's preprocessed test images
+(``round_eval_cache_rate`` in the bundle's ``configs/fl_evaluate.json``, 1.0 by default; filled once per site when
+MonaiAlgo initialises, before round 0), to compare the two side by side.
+
 GPU machine, the issue's setting (DenseNet-121, 224 px, 60 patients per site, ~53 training images at site-1; raise
 ``--patients`` for a local epoch long enough that the fixed ~3 s of transfer and aggregation can fall under 20%)::
 
@@ -50,6 +54,13 @@ BUNDLE = REPO / "bundles" / "chest_xray_classification"
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {"pretrained": "none", "arch": args.arch, "image_size": args.image_size, "batch_size": args.batch_size,
             "val_batch_size": args.batch_size, "num_workers": 0, "n_boot": 100}
+
+
+def _fl_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The sites' overrides: :func:`_overrides` and, when given, the per-round evaluation's cache rate (fl_evaluate.json
+    only; the local run has no per-round test evaluation)."""
+    cache = {} if args.round_eval_cache_rate is None else {"round_eval_cache_rate": args.round_eval_cache_rate}
+    return {**_overrides(args), **cache}
 
 
 def _local_seconds(args: argparse.Namespace, site: dict[str, Any], out: Path, threads: int) -> float:
@@ -109,6 +120,7 @@ def _summary(args: argparse.Namespace, local: float, fl: dict[str, float], n_tra
     return {"arch": args.arch, "image_size": args.image_size, "patients_per_site": args.patients,
             "training_images_site1": n_train, "local_epochs": args.local_epochs, "rounds": args.rounds,
             "measured_rounds": args.rounds - 2, "device": _device(), "threads_per_site": threads,
+            "round_eval_cache_rate": args.round_eval_cache_rate,
             "local_seconds": round(local, 3), "fl_round_seconds": round(fl["round"], 3),
             "ratio": round(fl["round"] / local, 3), "overhead_percent": round(100 * (fl["round"] / local - 1), 1),
             "evaluate_seconds": round(fl["evaluate"], 3), "evaluate_inference_seconds": round(fl["inference"], 3),
@@ -120,7 +132,8 @@ def _report(summary: dict[str, Any]) -> str:
     s = summary
     return (
         f"federated_overhead: {s['arch']} {s['image_size']}px on {s['device']}, {s['training_images_site1']} "
-        f"training images at site-1, {s['local_epochs']} local epoch(s), mean of {s['measured_rounds']} round(s)\n"
+        f"training images at site-1, {s['local_epochs']} local epoch(s), mean of {s['measured_rounds']} round(s), "
+        f"round_eval_cache_rate {s['round_eval_cache_rate'] if s['round_eval_cache_rate'] is not None else 'default'}\n"
         f"  local (bundle alone, {s['threads_per_site']} thread(s)) {s['local_seconds']:6.1f} s\n"
         f"  FL round (2 sites)        {s['fl_round_seconds']:8.1f} s   ratio FL/local {s['ratio']:5.2f}\n"
         f"    evaluate global model   {s['evaluate_seconds']:8.1f} s   "
@@ -142,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--local-epochs", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=4, help=">= 3: round 0 warms up, rounds 1..rounds-2 are measured")
+    parser.add_argument("--round-eval-cache-rate", type=float, default=None,
+                        help="fraction of each site's test split the per-round evaluation keeps preprocessed in memory "
+                             "(0 = off; default: the bundle's round_eval_cache_rate)")
     parser.add_argument("--output", type=Path, default=None, help="also write the summary here (JSON)")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="keep the data, the local run and the simulator workspace (with its logs) here")
@@ -160,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         threads = max(1, len(os.sched_getaffinity(0)) // len(sites))  # what each simulated site gets
         local = _local_seconds(args, sites["site-1"], root / "local", threads)
         spec = FederationSpec(bundle=str(BUNDLE), sites={s: i["datalist"] for s, i in sites.items()},
-                              rounds=args.rounds, local_epochs=args.local_epochs, overrides=_overrides(args),
+                              rounds=args.rounds, local_epochs=args.local_epochs, overrides=_fl_overrides(args),
                               workdir=str(root / "fl"))
         simulate(spec)
         fl = _round_seconds(root / "fl", list(sites), rounds=list(range(1, args.rounds - 1)))
