@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from monai.data import CacheDataset
 from monai.fl.utils.constants import ExtraItems, WeightType
 from monai.fl.utils.exchange_object import ExchangeObject
 
@@ -82,6 +83,9 @@ def test_round_under_monai_algo(name: str, tmp_path: Path) -> None:
     algo = build_algo(parse_site_args(argv))
     algo.initialize(extra={ExtraItems.CLIENT_NAME: "site-1"})  # no models/model.pt: no require_checkpoint
     assert not (site / "models" / "model.pt").exists()
+    rate = json.loads((REPO / "bundles" / name / "configs" / "fl_evaluate.json").read_text())["round_eval_cache_rate"]
+    dataset = algo.evaluator.data_loader.dataset  # built once here, reused every round
+    assert isinstance(dataset, CacheDataset) and dataset.cache_num == int(len(dataset) * rate)
     expected = set(algo.trainer.network.state_dict())
     weights = {k: v.detach().clone() + (0.01 if v.is_floating_point() else 0)
                for k, v in algo.trainer.network.state_dict().items()}
