@@ -53,8 +53,12 @@ def test_every_fl_evaluate_declares_round_eval_cache_rate() -> None:
     for name in FEDERATED:
         evaluate = json.loads((REPO / "bundles" / name / "configs" / "fl_evaluate.json").read_text())
         assert 0.0 <= evaluate["round_eval_cache_rate"] <= 1.0, name
-        assert evaluate["validate#dataset#_target_"] == "CacheDataset", name
-        assert evaluate["validate#dataset#cache_rate"] == "@round_eval_cache_rate", name
+        assert evaluate["validate#dataloader#dataset"] == "@round_eval_dataset", name
+        assert evaluate["round_eval_dataset"]["_target_"] == "CacheDataset", name
+        assert evaluate["round_eval_dataset"]["cache_rate"] == "@round_eval_cache_rate", name
+        # the same items and preprocessing as the bundle's evaluation dataset
+        assert evaluate["round_eval_dataset"]["data"] == "@validate#dataset#data", name
+        assert evaluate["round_eval_dataset"]["transform"] == "@validate#preprocessing", name
         settings = json.loads((REPO / "bundles" / name / "configs" / "train.json").read_text())["settings"]
         assert "round_eval_cache_rate" not in settings, name  # not part of the run's fingerprint
 
