@@ -22,8 +22,8 @@ CPU, small (fixed costs dominate)::
 
     python benchmarks/federated_overhead.py --image-size 64 --patients 24 --arch resnet18 --output fl64.json
 
-``--round-eval-cache-rate 0`` turns off the cache of the per-round evaluation's preprocessed test images
-(``round_eval_cache_rate`` in the bundle's ``configs/fl_evaluate.json``, 1.0 by default; filled once per site when
+``--round-eval-cache-rate 1`` turns on the cache of the per-round evaluation's preprocessed test images
+(``round_eval_cache_rate`` in the bundle's ``configs/fl_evaluate.json``, 0 = off by default; filled once per site when
 MonaiAlgo initialises, before round 0), to compare the two side by side.
 
 GPU machine, the issue's setting (DenseNet-121, 224 px, 60 patients per site, ~53 training images at site-1; raise
