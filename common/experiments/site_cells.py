@@ -15,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import csv
 from pathlib import Path
 from typing import Any
@@ -77,10 +76,9 @@ def run_site_cell(workdir: Path, bundle: str, overlay: str | None, settings: dic
         row: dict[str, Any] = _federated_row(workdir)
     else:
         from common.federated.baselines import run_reference
-        from common.federated.simulate import prepare
+        from common.federated.simulate import check_spec
 
-        with contextlib.chdir(workdir):  # prepare writes the initial model and the job's client script here
-            _, strategy, bundle_settings = prepare(spec)
+        strategy, bundle_settings = check_spec(spec)
         row = run_reference(spec, mode, strategy, bundle_settings)
     val = row.get("val_metric")
     return {"metric": str(row["metric"]), "value": float(row["value"]),

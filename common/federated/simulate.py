@@ -52,15 +52,15 @@ from common.federated.site import FL_EVAL_OVERLAY, FL_TRAIN_OVERLAY, evaluate_we
 from common.federated.strategies import check_strategy
 from common.io import atomic_write_json, make_directory
 
-__all__ = ["export_job", "load_global_model", "prepare", "simulate"]
+__all__ = ["check_spec", "export_job", "load_global_model", "prepare", "simulate"]
 
 logger = logging.getLogger(__name__)
 
 
-def prepare(spec: FederationSpec) -> tuple[Any, str, dict[str, Any]]:
-    """Check the bundle and strategy, write the initial model; ``(recipe, strategy name, bundle settings)``.
+def check_spec(spec: FederationSpec) -> tuple[str, dict[str, Any]]:
+    """Check the bundle's FL overlays, the sites' datalists and the strategy; ``(strategy name, bundle settings)``.
 
-    Call it, and export or run the recipe, inside ``contextlib.chdir(spec.workdir)`` (see :func:`build_recipe`).
+    Writes nothing: what a pooled or site-alone reference needs (:func:`common.federated.baselines.run_reference`).
     """
     bundle = Path(spec.bundle)
     for overlay in (FL_TRAIN_OVERLAY, FL_EVAL_OVERLAY):
@@ -71,9 +71,17 @@ def prepare(spec: FederationSpec) -> tuple[Any, str, dict[str, Any]]:
             raise DataError(f"site {site!r}: datalist {datalist} does not exist")
     parser = bundle_parser(bundle, spec.overrides)
     settings = {key: parser.get_parsed_content(key) for key in ("arch", "pretrained", "class_names", "seed")}
-    strategy = check_strategy(spec.strategy, spec.local_epochs, settings["pretrained"])
+    return check_strategy(spec.strategy, spec.local_epochs, settings["pretrained"]), settings
+
+
+def prepare(spec: FederationSpec) -> tuple[Any, str, dict[str, Any]]:
+    """:func:`check_spec`, then write the initial model; ``(recipe, strategy name, bundle settings)``.
+
+    Call it, and export or run the recipe, inside ``contextlib.chdir(spec.workdir)`` (see :func:`build_recipe`).
+    """
+    strategy, settings = check_spec(spec)
     workdir = make_directory(Path(spec.workdir).resolve())
-    write_initial_model(bundle, spec.overrides, workdir / INITIAL_MODEL)
+    write_initial_model(Path(spec.bundle), spec.overrides, workdir / INITIAL_MODEL)
     return build_recipe(spec, workdir), strategy, settings
 
 
