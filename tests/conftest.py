@@ -1,0 +1,54 @@
+"""Suite-wide test settings: keep the suite's disk use bounded.
+
+Most tests train or pack a real bundle, and each copy holds checkpoints of tens of MB. pytest keeps every
+``tmp_path`` until the session ends unless ``tmp_path_retention_policy = "failed"`` (set in pyproject.toml), and it
+keeps every ``tmp_path_factory.mktemp`` folder until the session ends whatever the policy: about 5 GB for this suite,
+16 GB with the per-test folders, which filled a CI machine's disk. The hook below removes what a module- or
+class-scoped fixture made with ``tmp_path_factory`` when that fixture is torn down, unless a test failed while it
+was alive (the folders are kept to debug, as pytest's own policy does). Folders made by session-scoped fixtures are
+never removed here, even when one is first requested inside a module fixture's body.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Generator
+from pathlib import Path
+
+import pytest
+
+_SESSION_OWNED: set[str] = set()
+"""Names under the base temporary folder made by session-scoped fixtures (kept for the whole run)."""
+
+
+def _entries(base: Path) -> set[str]:
+    """Folders directly under ``base`` (pytest's ``<name>current`` symlinks left out)."""
+    if not base.is_dir():
+        return set()
+    return {entry.name for entry in base.iterdir() if entry.is_dir() and not entry.is_symlink()}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(
+    fixturedef: pytest.FixtureDef, request: pytest.FixtureRequest
+) -> Generator[None, object, object]:
+    """Note the temporary folders a fixture makes; remove them at its teardown if it is not session-scoped."""
+    if "tmp_path_factory" not in fixturedef.argnames or fixturedef.scope == "function":
+        return (yield)
+    base = request.getfixturevalue("tmp_path_factory").getbasetemp()
+    before = _entries(base)
+    failed_before = request.session.testsfailed
+    result = yield
+    made = _entries(base) - before
+    if fixturedef.scope == "session":
+        _SESSION_OWNED.update(made)
+        return result
+
+    def remove() -> None:
+        if request.session.testsfailed > failed_before:
+            return
+        for name in made - _SESSION_OWNED:
+            shutil.rmtree(base / name, ignore_errors=True)
+
+    fixturedef.addfinalizer(remove)
+    return result
