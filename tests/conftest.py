@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+_CLEANER = "medxfer-module-folder-cleaner"
 _SESSION_OWNED: set[str] = set()
 """Names under the base temporary folder made by session-scoped fixtures (kept for the whole run)."""
 
@@ -28,27 +29,38 @@ def _entries(base: Path) -> set[str]:
     return {entry.name for entry in base.iterdir() if entry.is_dir() and not entry.is_symlink()}
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_fixture_setup(
-    fixturedef: pytest.FixtureDef, request: pytest.FixtureRequest
-) -> Generator[None, object, object]:
-    """Note the temporary folders a fixture makes; remove them at its teardown if it is not session-scoped."""
-    if "tmp_path_factory" not in fixturedef.argnames or fixturedef.scope == "function":
-        return (yield)
-    base = request.getfixturevalue("tmp_path_factory").getbasetemp()
-    before = _entries(base)
-    failed_before = request.session.testsfailed
-    result = yield
-    made = _entries(base) - before
-    if fixturedef.scope == "session":
-        _SESSION_OWNED.update(made)
+class _ModuleFolderCleaner:
+    """The hook, as a plugin registered on the config: a conftest's own hooks only see the nodes under its folder,
+    and a session-scoped fixture is set up on the session node, outside ``tests/`` (so its folders would be missed
+    and removed as a module fixture's)."""
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(
+        self, fixturedef: pytest.FixtureDef, request: pytest.FixtureRequest
+    ) -> Generator[None, object, object]:
+        """Note the temporary folders a fixture makes; remove them at its teardown if it is not session-scoped."""
+        if "tmp_path_factory" not in fixturedef.argnames or fixturedef.scope == "function":
+            return (yield)
+        base = request.getfixturevalue("tmp_path_factory").getbasetemp()
+        before = _entries(base)
+        failed_before = request.session.testsfailed
+        result = yield
+        made = _entries(base) - before
+        if fixturedef.scope == "session":
+            _SESSION_OWNED.update(made)
+            return result
+
+        def remove() -> None:
+            if request.session.testsfailed > failed_before:
+                return
+            for name in made - _SESSION_OWNED:
+                shutil.rmtree(base / name, ignore_errors=True)
+
+        fixturedef.addfinalizer(remove)
         return result
 
-    def remove() -> None:
-        if request.session.testsfailed > failed_before:
-            return
-        for name in made - _SESSION_OWNED:
-            shutil.rmtree(base / name, ignore_errors=True)
 
-    fixturedef.addfinalizer(remove)
-    return result
+def pytest_configure(config: pytest.Config) -> None:
+    """Register :class:`_ModuleFolderCleaner` once per run."""
+    if not config.pluginmanager.has_plugin(_CLEANER):
+        config.pluginmanager.register(_ModuleFolderCleaner(), _CLEANER)

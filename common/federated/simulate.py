@@ -51,6 +51,7 @@ from common.federated.results import (
 from common.federated.site import FL_EVAL_OVERLAY, FL_TRAIN_OVERLAY, evaluate_weights
 from common.federated.strategies import check_strategy
 from common.io import atomic_write_json, make_directory
+from common.threads import thread_share
 
 __all__ = ["check_spec", "export_job", "load_global_model", "prepare", "simulate"]
 
@@ -157,20 +158,15 @@ def simulate(spec: FederationSpec, export_dir: str | Path | None = None, baselin
 
 @contextlib.contextmanager
 def _cpu_share(n_sites: int) -> Iterator[None]:
-    """Give each simulated site's process its share of this machine's cores (``OMP_NUM_THREADS``).
-
-    The simulator starts one process per site; each would otherwise use every core for its intra-op threads, and
-    two oversubscribed sites on 2 cores trained ~6x slower than with one thread each (measured here). A value the
-    user set is kept.
-    """
-    if "OMP_NUM_THREADS" in os.environ:
-        yield
-        return
-    os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // max(1, n_sites)))
+    """Give each simulated site's process its share of this machine's cores (``OMP_NUM_THREADS``, see
+    :func:`common.threads.thread_share`) while the simulator runs; a value the user set is kept."""
+    share = thread_share(n_sites, os.environ)
+    os.environ.update(share)
     try:
         yield
     finally:
-        os.environ.pop("OMP_NUM_THREADS", None)
+        for key in share:
+            os.environ.pop(key, None)
 
 
 def _sent(sites_root: Path, spec: FederationSpec) -> list[dict[str, Any]]:

@@ -213,7 +213,7 @@ def test_slurm_parameters_reach_the_sbatch_file(tmp_path: Path, monkeypatch: pyt
 
 def test_parallel_local_cells_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     """N cells at once get OMP_NUM_THREADS = cores // N each; one cell, or a user's own setting, is left alone."""
-    from common.experiments.executors.local import thread_share
+    from common.threads import thread_share
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
     assert thread_share(4, {}) == {"OMP_NUM_THREADS": "4"}

@@ -22,7 +22,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -39,8 +39,9 @@ from common.experiments.executors.base import (
 )
 from common.experiments.jobs import RunJob, execute_job, write_error
 from common.io import atomic_write_json
+from common.threads import thread_share
 
-__all__ = ["LocalExecutor", "thread_share", "visible_gpus"]
+__all__ = ["LocalExecutor", "visible_gpus"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,22 +78,6 @@ class _Running:
     log: Path
     log_handle: IO[bytes]
     started: float
-
-
-def thread_share(parallel: int, environ: Mapping[str, str]) -> dict[str, str]:
-    """``OMP_NUM_THREADS`` for each of ``parallel`` cells running at once: its share of this process's cores.
-
-    Each torch process otherwise starts one thread per core, so N cells at once oversubscribe the CPU N-fold (the
-    data loading and any CPU training slow down several times). Nothing is set for one cell at a time or when the
-    user has set ``OMP_NUM_THREADS`` already.
-
-    Example:
-        >>> thread_share(2, {"OMP_NUM_THREADS": "3"})
-        {}
-    """
-    if parallel <= 1 or "OMP_NUM_THREADS" in environ:
-        return {}
-    return {"OMP_NUM_THREADS": str(max(1, len(os.sched_getaffinity(0)) // parallel))}
 
 
 class LocalExecutor:
