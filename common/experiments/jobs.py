@@ -161,10 +161,39 @@ def _run_sites(job: RunJob) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         result = run_site_cell(job.partial, job.bundle, job.overlay, job.settings, job.federation or {})
+        result = {**result, "seconds": round(time.perf_counter() - started, 2)}
+        if job.tracking is not None:
+            _log_site_cell(job, result, job.tracking)
     except BaseException:
         write_error(job, traceback.format_exc())
         raise
-    return {**result, "seconds": round(time.perf_counter() - started, 2)}
+    return result
+
+
+def _log_site_cell(job: RunJob, result: dict[str, Any], tracking: tuple[str, str]) -> None:
+    """The MLflow run of a site cell (no bundle run tracks it): its settings, training mode and schedule, its test
+    value and, for a federation, each round's metric per site and pooled (``rounds.csv``, step = round)."""
+    import csv
+    import math
+
+    from common.experiments.tracking import log_cell
+
+    federation = job.federation or {}
+    params = {**{k: v for k, v in job.settings.items() if isinstance(v, (str, int, float, bool))},
+              "strategy": "" if job.overlay is None else Path(job.overlay).stem,
+              **{k: federation[k] for k in ("training", "rounds", "local_epochs") if k in federation}}
+    metrics = {f"test_{result['metric']}": result["value"], "seconds": result["seconds"]}
+    if result.get("val_metric") is not None:
+        metrics["val_metric"] = result["val_metric"]
+    series = []
+    rounds = job.partial / "rounds.csv"
+    if rounds.is_file():
+        with rounds.open(newline="") as handle:
+            for row in csv.DictReader(handle):
+                value = float(row["value"] or "nan")
+                if not math.isnan(value):  # a metric undefined at a site that round is left out, not logged as NaN
+                    series.append((f"round_{row['metric']}_{row['site']}", value, int(row["round"])))
+    log_cell(Path(tracking[0]), tracking[1], job.final.name, params, metrics, series)
 
 
 def _finish(job: RunJob, result: dict[str, Any]) -> dict[str, Any]:

@@ -95,7 +95,7 @@ def plan_grid(grid: Grid, out: Path, num_workers: int | None = None) -> GridPlan
             settings.update(extra)
             job = RunJob(f"cells/{cell.id}", str(cell.task.bundle.path), cell.task.bundle.metric,
                          str(out / "cells" / cell.id), str(cell.strategy.overlay), settings,
-                         _fingerprint(fingerprinted, out, stage2_fp), True, None, federation)
+                         _fingerprint(fingerprinted, out, stage2_fp), True, tracking, federation)
         else:
             dataset_dir, datalist = data_location(cell.task.data, out / "data")
             settings.update({"dataset_dir": str(dataset_dir), "datalist": str(datalist), **extra})

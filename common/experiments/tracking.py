@@ -1,9 +1,13 @@
-"""Optional MLflow tracking of every cell through MONAI's own bundle tracking (``ConfigWorkflow(tracking=...)``)."""
+"""Optional MLflow tracking of every cell: MONAI's own bundle tracking (``ConfigWorkflow(tracking=...)``) for the
+cells one bundle run makes, and :func:`log_cell` for those it does not (a task with sites: federated, pooled and
+site-alone cells, whose training runs in NVFlare's simulator or per site)."""
 
 from __future__ import annotations
 
 import copy
 import importlib.util
+import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +16,7 @@ from monai.utils import path_to_sqlite_uri
 
 from common.errors import ConfigError
 
-__all__ = ["mlflow_settings"]
+__all__ = ["log_cell", "mlflow_settings"]
 
 
 def mlflow_settings(store: Path, experiment: str, run_name: str) -> dict[str, Any]:
@@ -36,3 +40,37 @@ def mlflow_settings(store: Path, experiment: str, run_name: str) -> dict[str, An
     settings["configs"]["experiment_name"] = experiment
     settings["configs"]["run_name"] = run_name
     return settings
+
+
+def log_cell(store: Path, experiment: str, run_name: str, params: Mapping[str, Any], metrics: Mapping[str, float],
+             series: Iterable[tuple[str, float, int]] = ()) -> str:
+    """One finished MLflow run in the store of :func:`mlflow_settings`: ``params`` (as strings), the final
+    ``metrics`` and ``series`` of ``(key, value, step)`` (e.g. a federation's metric per round); its run id.
+
+    Through ``MlflowClient`` on the store's URI, so nothing in this process's MLflow state (tracking URI, active run)
+    changes.
+
+    Raises:
+        ConfigError: MLflow or its SQLite backend is not installed.
+    """
+    mlflow_settings(store, experiment, run_name)  # the install check, the store folder
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri=path_to_sqlite_uri(str(store / "mlflow.db")))
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        try:
+            experiment_id = client.create_experiment(experiment)
+        except MlflowException:  # another cell created it meanwhile
+            experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    else:
+        experiment_id = found.experiment_id
+    run_id = client.create_run(experiment_id, run_name=run_name).info.run_id
+    now = int(time.time() * 1000)
+    values = [Metric(key, float(value), now, 0) for key, value in metrics.items()]
+    values += [Metric(key, float(value), now, int(step)) for key, value, step in series]
+    client.log_batch(run_id, metrics=values, params=[Param(key, str(value)) for key, value in params.items()])
+    client.set_terminated(run_id)
+    return run_id

@@ -8,6 +8,7 @@ The end-to-end run (``local-site-1``, ``pooled``, ``federated``: 2 sites of 12 p
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,8 @@ from common.experiments.stats import parse_runs, summarise
 
 REPO = Path(__file__).resolve().parents[2]
 CHEST = "chest_xray_classification"
+#: MLflow tracking is optional (mlflow-skinny, sqlalchemy, alembic in requirements-dev.txt)
+MLFLOW = all(importlib.util.find_spec(m) is not None for m in ("mlflow", "sqlalchemy", "alembic"))
 SITES = {"embedded": "sites", "generate": {"n_patients": 12, "image_size": 32, "seed": 0}}
 
 
@@ -227,7 +230,8 @@ def federated_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pa
     raw["tasks"][0]["data"]["generate"] = {"n_patients": 12, "image_size": 32, "seed": 0}
     raw.update(architectures=["resnet18"], stage1=["none"], strategies=["ft"], seeds=[0],
                federated={"rounds": 2, "local_epochs": 1}, exclude=[{"training": "local-site-2"}],
-               overrides={"image_size": 32, "batch_size": 8, "val_batch_size": 8, "n_boot": 10})
+               overrides={"image_size": 32, "batch_size": 8, "val_batch_size": 8, "n_boot": 10},
+               tracking="mlflow" if MLFLOW else "none")
     out = tmp_path_factory.mktemp("federated_grid") / "run"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -255,6 +259,30 @@ def test_the_tiny_grid_runs_each_mode_into_results_csv(federated_run: tuple[Path
         assert row["metric"] == result["metric"] == "mean_auc" and 0.0 <= float(row["value"]) <= 1.0
         assert Path(row["eval_dir"]) == folder / result["eval_dir"] and Path(row["eval_dir"]).is_dir(), mode
         assert row["strategy"] == "ft" and row["modality"] == CHEST
+
+
+@pytest.mark.skipif(not MLFLOW, reason="MLflow tracking is optional (mlflow-skinny, sqlalchemy, alembic)")
+def test_every_mode_is_tracked_in_mlflow(federated_run: tuple[Path, GridRun, dict[str, Any]]) -> None:
+    """The site cells, which no bundle run tracks, get one MLflow run each: mode, schedule, the results.csv value
+    and, for the federation, the pooled metric of every round (the last one: the final global model)."""
+    from mlflow import MlflowClient
+    from monai.utils import path_to_sqlite_uri
+
+    out, _, raw = federated_run
+    client = MlflowClient(tracking_uri=path_to_sqlite_uri(str(out / "mlruns" / "mlflow.db")))
+    runs = client.search_runs([client.get_experiment_by_name(raw["name"]).experiment_id])
+    by_name = {r.info.run_name: r for r in runs}
+    rows = _results(out)
+    assert len(runs) == 3
+    for mode in ("local-site-1", "pooled", "federated"):
+        run = by_name[Path(rows[mode]["cell"]).name]
+        assert run.data.params["training"] == mode and run.data.params["strategy"] == "ft"
+        assert run.data.params["rounds"] == "2" and run.data.params["local_epochs"] == "1"
+        assert run.data.metrics["test_mean_auc"] == pytest.approx(float(rows[mode]["value"]))
+    history = sorted(client.get_metric_history(by_name[Path(rows["federated"]["cell"]).name].info.run_id,
+                                               "round_mean_auc_pooled"), key=lambda m: m.step)
+    assert [m.step for m in history] == [0, 1, 2]
+    assert history[-1].value == pytest.approx(float(rows["federated"]["value"]))  # the final global model's
 
 
 def test_the_federated_cell_is_the_simulators_pooled_value(federated_run: tuple[Path, GridRun, dict[str, Any]]) -> None:
