@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 pytest_plugins = ["pytester"]
@@ -26,14 +24,14 @@ def built(request, tmp_path_factory):
     request.getfixturevalue("shared")  # a session fixture first made inside a module fixture's body
     return tmp_path_factory.mktemp("built")
 
-def test_uses(built, shared):
-    assert built.is_dir() and shared.is_dir()
+def test_uses(built):  # not `shared`: pytest would set a session fixture argument up before `built`
+    assert built.is_dir()
 '''
 
 
 def _run(pytester: pytest.Pytester, body: str) -> tuple[pytest.RunResult, set[str]]:
-    """The suite's layout: the hook's conftest and the session fixture in a folder below the rootdir (a session
-    fixture is set up on the session node, which a hook defined in that folder's conftest alone would not see)."""
+    """The suite's layout: the hook's conftest in a folder below the rootdir, the session fixture in a sub-folder's
+    conftest (it is set up on the session node, which a hook defined in a conftest alone would not see)."""
     pytester.makeini("[pytest]\ntestpaths = suite\n")
     package = pytester.mkdir("suite")
     (package / "conftest.py").write_text(CONFTEST)
@@ -60,30 +58,5 @@ def test_folders_of_a_failed_module_are_kept(pytester: pytest.Pytester) -> None:
 
 
 def test_hook_is_active_for_this_suite(request: pytest.FixtureRequest) -> None:
-    assert Path(request.config.rootpath, "tests", "conftest.py").is_file()
+    assert request.config.pluginmanager.has_plugin("medxfer-module-folder-cleaner")
     assert request.config.getini("tmp_path_retention_policy") == "failed"
-
-
-# In this suite itself: a class fixture that first requests a session fixture of a sub-folder's conftest
-# (tests/hygiene/conftest.py) inside its body, as tests/bundles/test_bundle_checks.py's module fixture does with
-# tests/bundles/conftest.py's datasets. Such a session fixture is set up where tests/conftest.py's own hooks do not
-# run, which is why the hook is a registered plugin.
-_SEEN: dict[str, Path] = {}
-
-
-@pytest.fixture(scope="class")
-def _class_folder(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    _SEEN["session"] = request.getfixturevalue("_session_folder")
-    _SEEN["class"] = tmp_path_factory.mktemp("removed_with_the_class")
-    return _SEEN["class"]
-
-
-class TestFolders:
-    def test_both_folders_exist_while_the_class_runs(self, _class_folder: Path) -> None:
-        # the session fixture is not an argument here: pytest would set it up before the class fixture
-        assert _class_folder.is_dir() and _SEEN["session"].is_dir()
-
-
-def test_after_the_class_only_the_session_folder_is_left() -> None:
-    assert not _SEEN["class"].exists()
-    assert _SEEN["session"].is_dir()
