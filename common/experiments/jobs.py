@@ -153,7 +153,8 @@ def execute_job(job: RunJob) -> dict[str, Any]:
 
 def _run_sites(job: RunJob) -> dict[str, Any]:
     """A cell of a task with sites, from scratch (an unfinished attempt is removed: the simulator cannot resume)."""
-    from common.experiments.site_cells import run_site_cell  # NVFlare, MONAI: imported by the process that trains
+    # NVFlare, MONAI: imported by the process that trains
+    from common.experiments.site_cells import run_site_cell, track_site_cell
 
     if job.partial.exists():
         logger.info("re-running %s from scratch (a federation or reference does not resume)", job.final.name)
@@ -163,37 +164,12 @@ def _run_sites(job: RunJob) -> dict[str, Any]:
         result = run_site_cell(job.partial, job.bundle, job.overlay, job.settings, job.federation or {})
         result = {**result, "seconds": round(time.perf_counter() - started, 2)}
         if job.tracking is not None:
-            _log_site_cell(job, result, job.tracking)
+            track_site_cell(job.partial, job.tracking, job.final.name, job.settings, job.overlay,
+                            job.federation or {}, result)
     except BaseException:
         write_error(job, traceback.format_exc())
         raise
     return result
-
-
-def _log_site_cell(job: RunJob, result: dict[str, Any], tracking: tuple[str, str]) -> None:
-    """The MLflow run of a site cell (no bundle run tracks it): its settings, training mode and schedule, its test
-    value and, for a federation, each round's metric per site and pooled (``rounds.csv``, step = round)."""
-    import csv
-    import math
-
-    from common.experiments.tracking import log_cell
-
-    federation = job.federation or {}
-    params = {**{k: v for k, v in job.settings.items() if isinstance(v, (str, int, float, bool))},
-              "strategy": "" if job.overlay is None else Path(job.overlay).stem,
-              **{k: federation[k] for k in ("training", "rounds", "local_epochs") if k in federation}}
-    metrics = {f"test_{result['metric']}": result["value"], "seconds": result["seconds"]}
-    if result.get("val_metric") is not None:
-        metrics["val_metric"] = result["val_metric"]
-    series = []
-    rounds = job.partial / "rounds.csv"
-    if rounds.is_file():
-        with rounds.open(newline="") as handle:
-            for row in csv.DictReader(handle):
-                value = float(row["value"] or "nan")
-                if not math.isnan(value):  # a metric undefined at a site that round is left out, not logged as NaN
-                    series.append((f"round_{row['metric']}_{row['site']}", value, int(row["round"])))
-    log_cell(Path(tracking[0]), tracking[1], job.final.name, params, metrics, series)
 
 
 def _finish(job: RunJob, result: dict[str, Any]) -> dict[str, Any]:

@@ -16,13 +16,14 @@ Example:
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 from typing import Any
 
 from common.errors import DataError
 from common.io import make_directory
 
-__all__ = ["run_site_cell"]
+__all__ = ["run_site_cell", "track_site_cell"]
 
 #: settings a grid gives every bundle run that a federation takes per site instead
 _PER_SITE = ("dataset_dir", "datalist")
@@ -84,3 +85,38 @@ def run_site_cell(workdir: Path, bundle: str, overlay: str | None, settings: dic
     return {"metric": str(row["metric"]), "value": float(row["value"]),
             "val_metric": None if val in (None, "") else float(val),
             "eval_dir": str(Path(row["eval_dir"]).resolve().relative_to(workdir))}
+
+
+def _round_series(workdir: Path) -> list[tuple[str, float, int]]:
+    """``(round_<metric>_<site or pooled>, value, round)`` from a federation's ``rounds.csv`` (none for a reference);
+    a metric undefined at a site that round is left out, not logged as NaN."""
+    file = workdir / "rounds.csv"
+    if not file.is_file():
+        return []
+    with file.open(newline="") as handle:
+        rows = [(f"round_{r['metric']}_{r['site']}", float(r["value"] or "nan"), int(r["round"]))
+                for r in csv.DictReader(handle)]
+    return [row for row in rows if not math.isnan(row[1])]
+
+
+def track_site_cell(workdir: Path, tracking: tuple[str, str], run_name: str, settings: dict[str, Any],
+                    overlay: str | None, federation: dict[str, Any], result: dict[str, Any]) -> None:
+    """The MLflow run of a site cell (no bundle run tracks it): its settings, training mode and schedule, its test
+    value and, for a federation, each round's metric per site and pooled (``rounds.csv``, step = round).
+
+    Args:
+        workdir: the cell's folder (:func:`run_site_cell`'s).
+        tracking: ``(mlruns folder, experiment name)``.
+        run_name: the MLflow run's name (the cell's folder name).
+        settings, overlay, federation: as given to :func:`run_site_cell`.
+        result: :func:`run_site_cell`'s result with ``seconds``.
+    """
+    from common.experiments.tracking import log_cell
+
+    params = {**{k: v for k, v in settings.items() if isinstance(v, (str, int, float, bool))},
+              "strategy": "" if overlay is None else Path(overlay).stem,
+              **{k: federation[k] for k in ("training", "rounds", "local_epochs") if k in federation}}
+    metrics = {f"test_{result['metric']}": result["value"], "seconds": result["seconds"]}
+    if result.get("val_metric") is not None:
+        metrics["val_metric"] = result["val_metric"]
+    log_cell(Path(tracking[0]), tracking[1], run_name, params, metrics, _round_series(workdir))

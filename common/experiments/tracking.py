@@ -19,6 +19,17 @@ from common.errors import ConfigError
 __all__ = ["log_cell", "mlflow_settings"]
 
 
+def _store_uri(store: Path) -> str:
+    """The SQLite URI of the store in the folder ``store`` (created), once MLflow's install is checked."""
+    missing = [m for m in ("mlflow", "sqlalchemy", "alembic") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(f"tracking: mlflow needs {', '.join(missing)}: `pip install mlflow-skinny sqlalchemy "
+                          f"alembic` (or `mlflow`, which includes the UI); the leaderboard does not need it "
+                          f"(set tracking: none)")
+    store.mkdir(parents=True, exist_ok=True)
+    return path_to_sqlite_uri(str(store / "mlflow.db"))
+
+
 def mlflow_settings(store: Path, experiment: str, run_name: str) -> dict[str, Any]:
     """MONAI's MLflow settings with a local store in the folder ``store`` (``<run folder>/mlruns``), one run per cell.
 
@@ -29,14 +40,8 @@ def mlflow_settings(store: Path, experiment: str, run_name: str) -> dict[str, An
     Raises:
         ConfigError: MLflow or its SQLite backend (SQLAlchemy, Alembic) is not installed.
     """
-    missing = [m for m in ("mlflow", "sqlalchemy", "alembic") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise ConfigError(f"tracking: mlflow needs {', '.join(missing)}: `pip install mlflow-skinny sqlalchemy "
-                          f"alembic` (or `mlflow`, which includes the UI); the leaderboard does not need it "
-                          f"(set tracking: none)")
-    store.mkdir(parents=True, exist_ok=True)
     settings = copy.deepcopy(DEFAULT_MLFLOW_SETTINGS)
-    settings["configs"]["tracking_uri"] = path_to_sqlite_uri(str(store / "mlflow.db"))
+    settings["configs"]["tracking_uri"] = _store_uri(store)
     settings["configs"]["experiment_name"] = experiment
     settings["configs"]["run_name"] = run_name
     return settings
@@ -53,12 +58,12 @@ def log_cell(store: Path, experiment: str, run_name: str, params: Mapping[str, A
     Raises:
         ConfigError: MLflow or its SQLite backend is not installed.
     """
-    mlflow_settings(store, experiment, run_name)  # the install check, the store folder
+    uri = _store_uri(store)
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param
     from mlflow.exceptions import MlflowException
 
-    client = MlflowClient(tracking_uri=path_to_sqlite_uri(str(store / "mlflow.db")))
+    client = MlflowClient(tracking_uri=uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
         try:
